@@ -1,0 +1,717 @@
+"""Every number a leaderboard shows, defined once, each with its formula.
+
+Inputs are numpy arrays (torch tensors and array-likes are accepted and converted); every
+computation runs in float64. Scalar metrics return Python floats; per-coordinate metrics return
+numpy arrays, as each docstring states.
+
+Gaussian / MCMC metrics (the exact answer is a Gaussian N(mean, cov)):
+    mahalanobis_mean_error, marginal_variance_error, wasserstein2_gaussian, kl_gaussian,
+    ess_bulk, ess_geyer, split_rhat, max_split_rhat, ess_rates, RunningMoments.
+
+Classification / out-of-distribution metrics (``probs``: [n, K] predictive probabilities whose
+rows sum to 1; ``labels``: integers [n]):
+    accuracy, nll, brier, ece, reliability_curve, predictive_entropy, max_probability,
+    ood_metrics, roc_curve_ood, classification_metrics.
+
+Conventions for MCMC draws: an array shaped [chains, draws, dim] (or [chains, draws] for a
+scalar quantity). Per-coordinate results have shape [dim] (shape () for [chains, draws] input).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy import linalg, special, stats
+from scipy import fft as sp_fft
+from scipy.fft import next_fast_len
+
+__all__ = [
+    "mahalanobis_mean_error",
+    "marginal_variance_error",
+    "wasserstein2_gaussian",
+    "kl_gaussian",
+    "ess_bulk",
+    "ess_geyer",
+    "split_rhat",
+    "max_split_rhat",
+    "ess_rates",
+    "RunningMoments",
+    "accuracy",
+    "nll",
+    "brier",
+    "ece",
+    "reliability_curve",
+    "predictive_entropy",
+    "max_probability",
+    "ood_metrics",
+    "roc_curve_ood",
+    "classification_metrics",
+]
+
+NLL_CLIP = 1e-12  # probabilities are clipped below at this value before taking logs
+
+
+# --------------------------------------------------------------------------------------------
+# input helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def _to_numpy(x: Any, dtype=np.float64) -> np.ndarray:
+    """numpy array (float64 by default) from a numpy array, torch tensor, list or scalar."""
+    if _is_torch(x):
+        x = x.detach().cpu()
+        if dtype is not None and x.dtype.is_floating_point:
+            x = x.double()
+        x = x.numpy()
+    return np.asarray(x, dtype=dtype)
+
+
+def _mean_cov(mean: Any, cov: Any, name_mean: str, name_cov: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mean [d], cov [d, d]) in float64; a scalar mean/cov is a 1-d Gaussian."""
+    m = np.atleast_1d(_to_numpy(mean))
+    c = _to_numpy(cov)
+    if c.ndim == 0:
+        c = c.reshape(1, 1)
+    if m.ndim != 1:
+        raise ValueError(f"{name_mean} must be a vector [d], got shape {m.shape}")
+    d = m.shape[0]
+    if c.shape != (d, d):
+        raise ValueError(f"{name_cov} must have shape ({d}, {d}) to match {name_mean}, got {c.shape}")
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(c))):
+        raise ValueError(f"{name_mean} and {name_cov} must be finite")
+    scale = max(float(np.max(np.abs(c))), np.finfo(np.float64).tiny)
+    if np.max(np.abs(c - c.T)) > 1e-6 * scale:
+        raise ValueError(f"{name_cov} is not symmetric")
+    return m, 0.5 * (c + c.T)
+
+
+def _cholesky(cov: np.ndarray, name: str) -> np.ndarray:
+    """Lower Cholesky factor; ValueError naming the argument if it is not positive definite."""
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"{name} is not positive definite") from None
+    if not np.all(np.isfinite(chol)) or np.any(np.diag(chol) <= 0):
+        raise ValueError(f"{name} is not positive definite")
+    return chol
+
+
+def _psd_sqrt(mat: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric PSD matrix via eigh (tiny negative eigenvalues -> 0)."""
+    w, v = np.linalg.eigh(0.5 * (mat + mat.T))
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+# --------------------------------------------------------------------------------------------
+# Gaussian metrics
+# --------------------------------------------------------------------------------------------
+
+
+def mahalanobis_mean_error(mean_hat, mean, cov) -> float:
+    """Mean error in the units of the true posterior: sqrt((m_hat - m)^T S^-1 (m_hat - m)).
+
+    ``cov`` = S is the TRUE covariance. Computed as ||L^-1 (m_hat - m)||_2 with S = L L^T
+    (Cholesky, triangular solve; no explicit inverse).
+    """
+    m, s = _mean_cov(mean, cov, "mean", "cov")
+    m_hat = np.atleast_1d(_to_numpy(mean_hat))
+    if m_hat.shape != m.shape:
+        raise ValueError(f"mean_hat has shape {m_hat.shape}, expected {m.shape}")
+    chol = _cholesky(s, "cov")
+    z = linalg.solve_triangular(chol, m_hat - m, lower=True)
+    return float(np.sqrt(z @ z))
+
+
+def marginal_variance_error(var_hat, var) -> float:
+    """Mean absolute log ratio of marginal variances: mean_i |log(var_hat_i / var_i)|.
+
+    0 is exact; log(2) ~ 0.69 means the variances are off by a factor 2 on average (in either
+    direction). A zero ``var_hat_i`` gives inf.
+    """
+    vh = np.atleast_1d(_to_numpy(var_hat))
+    v = np.atleast_1d(_to_numpy(var))
+    if vh.shape != v.shape:
+        raise ValueError(f"var_hat has shape {vh.shape}, var has shape {v.shape}")
+    if np.any(v <= 0):
+        raise ValueError("var must be positive")
+    if np.any(vh < 0):
+        raise ValueError("var_hat must be non-negative")
+    with np.errstate(divide="ignore"):
+        return float(np.mean(np.abs(np.log(vh) - np.log(v))))
+
+
+def wasserstein2_gaussian(mean1, cov1, mean2, cov2) -> float:
+    """2-Wasserstein distance between N(m1, S1) and N(m2, S2):
+
+        W2^2 = ||m1 - m2||^2 + tr(S1 + S2 - 2 (S2^{1/2} S1 S2^{1/2})^{1/2}).
+
+    S2^{1/2} is the symmetric square root (eigh, tiny negative eigenvalues clipped to 0);
+    tr((S2^{1/2} S1 S2^{1/2})^{1/2}) is the sum of the square roots of the (clipped) eigenvalues
+    of the symmetrised product; W2^2 is clipped at 0 before the square root. Symmetric in its
+    two arguments; covariances only need to be positive semi-definite.
+    """
+    m1, s1 = _mean_cov(mean1, cov1, "mean1", "cov1")
+    m2, s2 = _mean_cov(mean2, cov2, "mean2", "cov2")
+    if m1.shape != m2.shape:
+        raise ValueError(f"dimensions differ: {m1.shape[0]} vs {m2.shape[0]}")
+    root2 = _psd_sqrt(s2)
+    middle = root2 @ s1 @ root2
+    eig = np.linalg.eigvalsh(0.5 * (middle + middle.T))
+    cross = float(np.sum(np.sqrt(np.clip(eig, 0.0, None))))
+    delta = m1 - m2
+    w2_sq = float(delta @ delta) + float(np.trace(s1) + np.trace(s2)) - 2.0 * cross
+    return float(np.sqrt(max(w2_sq, 0.0)))
+
+
+def kl_gaussian(mean_hat, cov_hat, mean, cov) -> float:
+    """KL(N(m_hat, S_hat) || N(m, S)), the fitted Gaussian against the true one:
+
+        0.5 [tr(S^-1 S_hat) + (m - m_hat)^T S^-1 (m - m_hat) - d + log det S - log det S_hat].
+
+    With S = L L^T and S_hat = L_hat L_hat^T (Cholesky): tr(S^-1 S_hat) = ||L^-1 L_hat||_F^2,
+    the quadratic term is ||L^-1 (m - m_hat)||^2 and log det S = 2 sum log diag L.
+    Raises ValueError naming ``cov_hat`` or ``cov`` if it is not positive definite.
+    """
+    m_hat, s_hat = _mean_cov(mean_hat, cov_hat, "mean_hat", "cov_hat")
+    m, s = _mean_cov(mean, cov, "mean", "cov")
+    if m_hat.shape != m.shape:
+        raise ValueError(f"dimensions differ: {m_hat.shape[0]} vs {m.shape[0]}")
+    chol_hat = _cholesky(s_hat, "cov_hat")
+    chol = _cholesky(s, "cov")
+    d = m.shape[0]
+    a = linalg.solve_triangular(chol, chol_hat, lower=True)
+    z = linalg.solve_triangular(chol, m - m_hat, lower=True)
+    logdet = 2.0 * np.sum(np.log(np.diag(chol)))
+    logdet_hat = 2.0 * np.sum(np.log(np.diag(chol_hat)))
+    kl = 0.5 * (np.sum(a * a) + z @ z - d + logdet - logdet_hat)
+    return float(max(kl, 0.0))
+
+
+# --------------------------------------------------------------------------------------------
+# MCMC diagnostics: bulk ESS and rank-normalised split R-hat
+# --------------------------------------------------------------------------------------------
+
+_MIN_DRAWS = 4  # as arviz: fewer draws per chain give nan
+
+
+def _as_draws(draws: Any) -> tuple[np.ndarray, bool]:
+    """[chains, draws(, dim)] -> float64 [chains, draws, dim]; flag: dim was absent."""
+    x = _to_numpy(draws)
+    if x.ndim == 2:
+        return x[:, :, None], True
+    if x.ndim != 3:
+        raise ValueError(f"draws must be shaped [chains, draws, dim] or [chains, draws], got {x.shape}")
+    return x, False
+
+
+def _split_chains(x: np.ndarray) -> np.ndarray:
+    """[C, N, D] -> contiguous [D, 2C, N // 2]: the first and the last half of each chain (the
+    middle draw is dropped when N is odd), coordinates first."""
+    chains, n_draws, d = x.shape
+    half = n_draws // 2
+    out = np.empty((d, 2 * chains, half), dtype=np.float64)
+    out[:, :chains] = np.moveaxis(x[:, :half], 2, 0)
+    out[:, chains:] = np.moveaxis(x[:, n_draws - half :], 2, 0)
+    return out
+
+
+def _sort_rows(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, sorted values) along the last axis of [D, S]."""
+    order = np.argsort(flat, axis=1)
+    return order, np.take_along_axis(flat, order, axis=1)
+
+
+def _z_from_sorted(order: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+    """Rank normalisation of the rows of [D, S], given their sort (``_sort_rows``):
+    z = Phi^-1((r - 3/8) / (S + 1/4)), r the average rank (ties share their mean rank).
+
+    Average ranks are integers or half-integers, so every z comes from one grid of 2 S - 1
+    normal quantiles: the sorted row gets the integer-rank grid, then each group of L tied
+    values starting at sorted position p (0-based) gets the mean rank p + (L + 1) / 2."""
+    d, size = ordered.shape
+    half_grid = special.ndtri((1.0 + 0.5 * np.arange(2 * size - 1) - 0.375) / (size + 0.25))
+    z = np.empty((d, size), dtype=np.float64)
+    np.put_along_axis(z, order, half_grid[None, ::2], axis=1)
+    rows, cols = np.nonzero(ordered[:, 1:] == ordered[:, :-1])  # element cols + 1 equals cols
+    if rows.size:
+        pair = rows * size + cols  # flat index of each tie's left element, ascending
+        run_first = np.flatnonzero(np.diff(pair, prepend=-2) != 1)  # rows never chain: gap >= 2
+        run_last = np.append(run_first[1:] - 1, pair.size - 1)
+        start = pair[run_first]
+        length = pair[run_last] - start + 2
+        value = half_grid[2 * (start % size) + length - 1]
+        offsets = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+        sorted_flat = np.repeat(start, length) + offsets
+        row_of = sorted_flat // size
+        z.ravel()[row_of * size + order.ravel()[sorted_flat]] = np.repeat(value, length)
+    return z
+
+
+def _z_scale(x: np.ndarray) -> np.ndarray:
+    """Rank normalisation per coordinate of [D, M, n] over all M n chains x draws (Vehtari et
+    al. 2021, eq. 14): z = Phi^-1((r - 3/8) / (M n + 1/4)), r the average rank."""
+    flat = x.reshape(x.shape[0], -1)
+    return _z_from_sorted(*_sort_rows(flat)).reshape(x.shape)
+
+
+def _autocov_mean(x: np.ndarray) -> np.ndarray:
+    """[D, M, n] -> [D, n]: autocovariance at every lag (biased, divided by n), averaged over chains.
+    FFT with zero padding to next_fast_len(2 n); computed in coordinate chunks to bound memory."""
+    d, chains, n = x.shape
+    fft_len = next_fast_len(2 * n, real=True)
+    out = np.empty((d, n), dtype=np.float64)
+    step = max(1, int(4_000_000 // max(1, chains * fft_len)))
+    for start in range(0, d, step):
+        block = x[start : start + step]
+        block = block - block.mean(axis=2, keepdims=True)
+        f = sp_fft.rfft(block, n=fft_len, axis=2)
+        power = f.real**2
+        power += f.imag**2
+        acov = sp_fft.irfft(power, n=fft_len, axis=2)[:, :, :n]
+        out[start : start + step] = acov.mean(axis=1) / n
+    return out
+
+
+def _ess_geyer_z(z: np.ndarray) -> np.ndarray:
+    """ESS per coordinate of [D, M, n] (already split and normalised), Geyer's initial monotone
+    sequence exactly as Stan / arviz compute it (arviz.stats.diagnostics._ess), vectorised."""
+    d, chains, n = z.shape
+    size = chains * n
+    mean_acov = _autocov_mean(z)  # [D, n]
+    mean_var = mean_acov[:, 0] * n / (n - 1.0)  # W: mean within-chain variance (ddof 1)
+    var_plus = mean_var * (n - 1.0) / n
+    if chains > 1:
+        var_plus = var_plus + np.var(z.mean(axis=2), axis=1, ddof=1)  # + B / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = 1.0 - (mean_var[:, None] - mean_acov) / var_plus[:, None]  # [D, n]
+    rho[:, 0] = 1.0
+    # pairs Gamma_k = rho_2k + rho_2k+1, k = 0..k_max (as in arviz's loop bound t < n - 3)
+    k_max = max((n - 3) // 2, 0)
+    pairs = rho[:, : 2 * k_max + 2].reshape(d, k_max + 1, 2).sum(axis=2)  # [D, k_max + 1]
+    # truncation: the first pair that is not positive (initial positive sequence), or k_max
+    nonpos = ~(pairs > 0)
+    first = np.where(nonpos.any(axis=1), np.argmax(nonpos, axis=1), k_max + 1)
+    k_last = np.minimum(first, k_max)
+    # initial monotone sequence over the kept pairs 0..k_last-1: running minimum
+    mono = np.minimum.accumulate(pairs, axis=1)
+    keep = np.arange(k_max + 1)[None, :] < k_last[:, None]
+    sum_pairs = np.where(keep, mono, 0.0).sum(axis=1)
+    rows = np.arange(d)
+    even_last = rho[rows, 2 * k_last]
+    pair_last = pairs[rows, k_last]
+    tail = np.where((pair_last >= 0) | (even_last > 0), even_last, 0.0)
+    tau = -1.0 + 2.0 * sum_pairs + tail
+    tau = np.maximum(tau, 1.0 / np.log10(size))
+    ess = size / tau
+    ess[np.isnan(rho).any(axis=1)] = np.nan
+    constant = (z.max(axis=(1, 2)) - z.min(axis=(1, 2))) < np.finfo(np.float64).resolution
+    ess[constant] = float(size)
+    return ess
+
+
+def _finish(values: np.ndarray, scalar: bool) -> np.ndarray:
+    return np.asarray(values[0]) if scalar else values
+
+
+def ess_geyer(draws) -> np.ndarray:
+    """Bulk effective sample size per coordinate (Vehtari, Gelman, Simpson, Carpenter & Buerkner
+    2021), vectorised over coordinates; the same number as ``ess_bulk`` (arviz), faster.
+
+    draws: [chains, draws, dim] (or [chains, draws]) -> ESS [dim] (or shape ()).
+
+    1. Split each chain into its first and last halves: M = 2 * chains chains of n = draws // 2.
+    2. Rank-normalise each coordinate over all M n values: z = Phi^-1((r - 3/8) / (M n + 1/4)).
+    3. Autocovariances gamma_m(t) per chain by FFT; W = mean_m gamma_m(0) n / (n - 1),
+       var+ = W (n - 1) / n + var_m(mean of chain m) (ddof 1),
+       rho(t) = 1 - (W - mean_m gamma_m(t)) / var+, rho(0) = 1.
+    4. Geyer's initial monotone sequence on pairs P_k = rho(2k) + rho(2k+1): keep P_0..P_{K-1},
+       K the first k with P_k <= 0 (or the last k with 2k < n - 2), replace each P_k by
+       min(P_0..P_k); tau = -1 + 2 sum_{k<K} P_k + rho(2K) (the last term only if positive or
+       P_K >= 0), tau >= 1 / log10(M n).
+    5. ESS = M n / tau. nan if any draw is nan or draws < 4; M n if the coordinate is constant.
+    """
+    x, scalar = _as_draws(draws)
+    out = np.full(x.shape[2], np.nan)
+    if x.shape[1] < _MIN_DRAWS or x.shape[0] < 1:
+        return _finish(out, scalar)
+    ok = ~np.isnan(x).any(axis=(0, 1))
+    if np.any(ok):
+        out[ok] = _ess_geyer_z(_z_scale(_split_chains(x[:, :, ok] if not ok.all() else x)))
+    return _finish(out, scalar)
+
+
+def ess_bulk(draws) -> np.ndarray:
+    """Bulk effective sample size per coordinate, computed by arviz (the reference
+    implementation): ``arviz.ess(dataset, method="bulk")`` (Vehtari et al. 2021; the formula is
+    spelled out in ``ess_geyer``, which gives the same numbers vectorised and faster).
+
+    draws: [chains, draws, dim] (or [chains, draws]) -> ESS [dim] (or shape ()).
+    """
+    x = _to_numpy(draws)
+    if x.ndim not in (2, 3):
+        raise ValueError(f"draws must be shaped [chains, draws, dim] or [chains, draws], got {x.shape}")
+    az = _arviz()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if x.ndim == 2:
+            return np.asarray(az.ess(x, method="bulk"), dtype=np.float64)
+        dataset = az.convert_to_dataset(x)  # dims (chain, draw, x_dim_0)
+        return np.asarray(az.ess(dataset, method="bulk")["x"].values, dtype=np.float64)
+
+
+def _arviz():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # arviz 0.23 announces its refactor on import
+        import arviz
+
+    return arviz
+
+
+def _rhat_z(z: np.ndarray) -> np.ndarray:
+    """Classic R-hat of [D, M, n]: sqrt(((n - 1) / n W + B / n) / W), W the mean within-chain
+    variance (ddof 1), B / n the variance of the chain means (ddof 1)."""
+    n = z.shape[2]
+    within = np.var(z, axis=2, ddof=1).mean(axis=1)
+    between = n * np.var(z.mean(axis=2), axis=1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt((between / within + n - 1.0) / n)
+
+
+def split_rhat(draws) -> np.ndarray:
+    """Rank-normalised split R-hat per coordinate (Vehtari et al. 2021), as arviz
+    ``rhat(method="rank")`` computes it, vectorised over coordinates.
+
+    draws: [chains, draws, dim] (or [chains, draws]) -> R-hat [dim] (or shape ()).
+
+    Split each chain in halves (M = 2 * chains chains of n = draws // 2), then
+    R-hat = max(R(z(x)), R(z(|x - median(x)|))) with z the rank normalisation of ``ess_geyer``
+    and R(y) = sqrt(((n - 1) / n W + B / n) / W), W = mean of the within-chain variances, B / n =
+    variance of the chain means (both ddof 1). The second (folded) term catches chains that agree
+    in location but not in scale. ~1 when mixed; > 1.01 (strict) or > 1.1 (lax) flags trouble.
+    nan for fewer than 2 chains or 4 draws (as arviz), for nan draws, or a constant coordinate.
+    """
+    x, scalar = _as_draws(draws)
+    chains, n_draws, d = x.shape
+    out = np.full(d, np.nan)
+    if chains < 2 or n_draws < _MIN_DRAWS:
+        return _finish(out, scalar)
+    ok = ~np.isnan(x).any(axis=(0, 1))
+    if np.any(ok):
+        split = _split_chains(x[:, :, ok] if not ok.all() else x)
+        flat = split.reshape(split.shape[0], -1)
+        size = flat.shape[1]
+        order, ordered = _sort_rows(flat)
+        bulk = _rhat_z(_z_from_sorted(order, ordered).reshape(split.shape))
+        # folded draws |x - median|: in x's sorted order they fall then rise (two sorted runs),
+        # which a stable sort (timsort) merges in linear time
+        median = 0.5 * (ordered[:, (size - 1) // 2] + ordered[:, size // 2])
+        folded = np.abs(ordered - median[:, None])
+        merge = np.argsort(folded, axis=1, kind="stable")
+        order_folded = np.take_along_axis(order, merge, axis=1)
+        folded_sorted = np.take_along_axis(folded, merge, axis=1)
+        tail = _rhat_z(_z_from_sorted(order_folded, folded_sorted).reshape(split.shape))
+        out[ok] = np.maximum(bulk, tail)  # nan if either is nan
+    return _finish(out, scalar)
+
+
+def max_split_rhat(draws) -> float:
+    """max over coordinates of ``split_rhat(draws)`` (nan if any coordinate is nan)."""
+    return float(np.max(split_rhat(draws)))
+
+
+def ess_rates(min_ess, wall_seconds, grad_evals) -> dict:
+    """Sampling efficiency from the minimum bulk ESS over coordinates:
+
+    ess_per_second = min_ess / wall_seconds; ess_per_1k_grads = 1000 * min_ess / grad_evals
+    (grad_evals counts minibatch gradient evaluations, summed over chains). nan where the
+    denominator is not positive.
+    """
+    ess = float(min_ess)
+    seconds = float(wall_seconds)
+    grads = float(grad_evals)
+    return {
+        "ess_per_second": ess / seconds if seconds > 0 else float("nan"),
+        "ess_per_1k_grads": 1000.0 * ess / grads if grads > 0 else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# streaming moments
+# --------------------------------------------------------------------------------------------
+
+
+class RunningMoments:
+    """Pooled mean and covariance of a stream of samples, each update a batch over chains.
+
+    ``update(x)`` takes x [chains, d] (or [d], one chain), numpy or torch. Sums are kept in
+    float64 on the first input's backend (numpy on CPU, or torch on the tensor's device), shifted
+    by the first batch's mean K for accuracy over ~1e5 updates:
+
+        n = number of samples (chains x steps), s1 = sum (x - K), s2 = sum (x - K)(x - K)^T,
+        mean = K + s1 / n, cov = (s2 - s1 s1^T / n) / (n - 1) (unbiased), var = diag(cov).
+
+    ``full_cov=False`` keeps only the diagonal (sum of squares), for large d; ``cov`` then raises.
+    Properties return numpy float64 arrays (nan before two samples for cov/var).
+    """
+
+    def __init__(self, full_cov: bool = True):
+        self.full_cov = bool(full_cov)
+        self._n = 0
+        self._torch = False
+        self._shift = None
+        self._s1 = None
+        self._s2 = None
+
+    def update(self, x) -> None:
+        if self._n == 0:
+            self._torch = _is_torch(x)
+        if self._torch:
+            import torch
+
+            if not _is_torch(x):
+                x = torch.as_tensor(np.asarray(x))
+            device = self._shift.device if self._shift is not None else x.device
+            x = x.detach().to(device=device, dtype=torch.float64)
+        else:
+            x = _to_numpy(x)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2:
+            raise ValueError(f"RunningMoments.update expects [chains, d], got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            return
+        if self._shift is None:
+            self._shift = x.mean(0)
+            self._s1 = self._shift * 0.0
+            d = x.shape[1]
+            if self.full_cov:
+                self._s2 = (
+                    x.new_zeros((d, d)) if self._torch else np.zeros((d, d), dtype=np.float64)
+                )
+            else:
+                self._s2 = self._shift * 0.0
+        elif x.shape[1] != self._shift.shape[0]:
+            raise ValueError(f"dimension changed: {x.shape[1]} vs {self._shift.shape[0]}")
+        xc = x - self._shift
+        self._s1 = self._s1 + xc.sum(0)
+        if self.full_cov:
+            self._s2 = self._s2 + xc.T @ xc
+        else:
+            self._s2 = self._s2 + (xc * xc).sum(0)
+        self._n += int(x.shape[0])
+
+    def _np(self, t) -> np.ndarray:
+        if self._torch:
+            return t.detach().cpu().numpy().astype(np.float64)
+        return np.asarray(t, dtype=np.float64)
+
+    @property
+    def count(self) -> int:
+        return self._n
+
+    @property
+    def mean(self) -> np.ndarray:
+        if self._n == 0:
+            raise ValueError("RunningMoments has no samples yet")
+        return self._np(self._shift) + self._np(self._s1) / self._n
+
+    @property
+    def cov(self) -> np.ndarray:
+        if not self.full_cov:
+            raise ValueError("RunningMoments(full_cov=False) keeps only the variances")
+        if self._n == 0:
+            raise ValueError("RunningMoments has no samples yet")
+        s1 = self._np(self._s1)
+        if self._n < 2:
+            return np.full((s1.shape[0], s1.shape[0]), np.nan)
+        c = (self._np(self._s2) - np.outer(s1, s1) / self._n) / (self._n - 1)
+        return 0.5 * (c + c.T)
+
+    @property
+    def var(self) -> np.ndarray:
+        if self._n == 0:
+            raise ValueError("RunningMoments has no samples yet")
+        s1 = self._np(self._s1)
+        if self._n < 2:
+            return np.full(s1.shape[0], np.nan)
+        s2 = self._np(self._s2)
+        sq = np.diag(s2) if self.full_cov else s2
+        return np.clip((sq - s1 * s1 / self._n) / (self._n - 1), 0.0, None)
+
+
+# --------------------------------------------------------------------------------------------
+# classification and out-of-distribution metrics
+# --------------------------------------------------------------------------------------------
+
+
+def _probs(probs) -> np.ndarray:
+    p = _to_numpy(probs)
+    if p.ndim != 2:
+        raise ValueError(f"probs must be [n, K], got shape {p.shape}")
+    return p
+
+
+def _probs_labels(probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    p = _probs(probs)
+    y = _to_numpy(labels, dtype=None)
+    if y.ndim != 1 or y.shape[0] != p.shape[0]:
+        raise ValueError(f"labels must be [n] with n = {p.shape[0]}, got shape {y.shape}")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if not np.all(y == np.round(y)):
+            raise ValueError("labels must be integers")
+    y = y.astype(np.int64)
+    if y.size and (y.min() < 0 or y.max() >= p.shape[1]):
+        raise ValueError(f"labels must lie in [0, {p.shape[1]})")
+    return p, y
+
+
+def accuracy(probs, labels) -> float:
+    """Fraction of samples whose most probable class (argmax, first on ties) is the label."""
+    p, y = _probs_labels(probs, labels)
+    return float(np.mean(np.argmax(p, axis=1) == y))
+
+
+def nll(probs, labels) -> float:
+    """Mean negative log-likelihood: mean_i -log max(p_i[y_i], 1e-12) (natural log)."""
+    p, y = _probs_labels(probs, labels)
+    py = p[np.arange(p.shape[0]), y]
+    return float(np.mean(-np.log(np.clip(py, NLL_CLIP, None))))
+
+
+def brier(probs, labels) -> float:
+    """Brier score: mean_i sum_k (p_ik - 1[y_i = k])^2 (0 is perfect, 2 is the worst)."""
+    p, y = _probs_labels(probs, labels)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(p.shape[0]), y] = 1.0
+    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+
+
+def _bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
+    """Equal-width bins on [0, 1]: bin b is (b / B, (b + 1) / B], bin 0 also holds 0."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+
+
+def reliability_curve(probs, labels, n_bins: int = 15) -> dict:
+    """Per-bin calibration on the top probability, for reliability diagrams.
+
+    Bins as in ``ece``. Returns arrays of length n_bins: ``bin_lower``, ``bin_upper`` (edges),
+    ``confidence`` (mean top probability in the bin), ``accuracy`` (fraction correct in the
+    bin), ``count`` (samples in the bin); confidence and accuracy are nan for empty bins.
+    """
+    if int(n_bins) < 1:
+        raise ValueError("n_bins must be >= 1")
+    n_bins = int(n_bins)
+    p, y = _probs_labels(probs, labels)
+    conf = np.max(p, axis=1)
+    correct = (np.argmax(p, axis=1) == y).astype(np.float64)
+    idx = _bin_index(conf, n_bins)
+    count = np.bincount(idx, minlength=n_bins).astype(np.int64)
+    sum_conf = np.bincount(idx, weights=conf, minlength=n_bins)
+    sum_correct = np.bincount(idx, weights=correct, minlength=n_bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_conf = np.where(count > 0, sum_conf / count, np.nan)
+        mean_acc = np.where(count > 0, sum_correct / count, np.nan)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return {
+        "bin_lower": edges[:-1],
+        "bin_upper": edges[1:],
+        "confidence": mean_conf,
+        "accuracy": mean_acc,
+        "count": count,
+    }
+
+
+def ece(probs, labels, n_bins: int = 15) -> float:
+    """Expected calibration error on the top probability with ``n_bins`` equal-width bins:
+
+        ECE = sum_b (|B_b| / n) |acc(B_b) - conf(B_b)|,
+
+    B_b the samples whose top probability lies in (b / n_bins, (b + 1) / n_bins] (the first bin
+    also holds 0), acc the fraction whose argmax is the label, conf the mean top probability.
+    """
+    curve = reliability_curve(probs, labels, n_bins)
+    count = curve["count"]
+    total = count.sum()
+    if total == 0:
+        return float("nan")
+    nonempty = count > 0
+    gap = np.abs(curve["accuracy"][nonempty] - curve["confidence"][nonempty])
+    return float(np.sum(count[nonempty] / total * gap))
+
+
+def predictive_entropy(probs) -> np.ndarray:
+    """Entropy of each predictive distribution, H_i = -sum_k p_ik log p_ik (natural log,
+    0 log 0 = 0): [n]. log K for the uniform distribution over K classes."""
+    p = _probs(probs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return -np.sum(terms, axis=1)
+
+
+def max_probability(probs) -> np.ndarray:
+    """Top predictive probability of each sample, max_k p_ik: [n]."""
+    return np.max(_probs(probs), axis=1)
+
+
+def _ood_scores(probs_in, probs_out, score: str) -> tuple[np.ndarray, np.ndarray]:
+    p_in, p_out = _probs(probs_in), _probs(probs_out)
+    if p_in.shape[1] != p_out.shape[1]:
+        raise ValueError(f"class counts differ: {p_in.shape[1]} vs {p_out.shape[1]}")
+    if p_in.shape[0] == 0 or p_out.shape[0] == 0:
+        raise ValueError("probs_in and probs_out must both be non-empty")
+    if score == "entropy":
+        s_in, s_out = predictive_entropy(p_in), predictive_entropy(p_out)
+    else:
+        s_in, s_out = -max_probability(p_in), -max_probability(p_out)
+    y = np.concatenate([np.zeros(len(s_in)), np.ones(len(s_out))])
+    return y, np.concatenate([s_in, s_out])
+
+
+def ood_metrics(probs_in, probs_out) -> dict:
+    """Out-of-distribution detection from the predictive, OOD the positive class (label 1):
+
+    - ``auroc_entropy``: area under the ROC curve with score = predictive entropy
+      (= P(H_out > H_in) + 0.5 P(H_out = H_in), sklearn roc_auc_score);
+    - ``aupr_entropy``: average precision with the same score (sklearn average_precision_score;
+      its chance level is the OOD fraction n_out / (n_in + n_out));
+    - ``auroc_maxprob``: AUROC with score = -max probability (higher means more OOD);
+    - ``entropy_in``, ``entropy_out``: mean predictive entropy on each set.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y, s_entropy = _ood_scores(probs_in, probs_out, "entropy")
+    _, s_maxprob = _ood_scores(probs_in, probs_out, "maxprob")
+    n_in = int(np.sum(y == 0))
+    return {
+        "auroc_entropy": float(roc_auc_score(y, s_entropy)),
+        "aupr_entropy": float(average_precision_score(y, s_entropy)),
+        "auroc_maxprob": float(roc_auc_score(y, s_maxprob)),
+        "entropy_in": float(np.mean(s_entropy[:n_in])),
+        "entropy_out": float(np.mean(s_entropy[n_in:])),
+    }
+
+
+def roc_curve_ood(probs_in, probs_out) -> tuple[np.ndarray, np.ndarray]:
+    """ROC curve (fpr, tpr) of OOD detection by predictive entropy (OOD positive), for plots."""
+    from sklearn.metrics import roc_curve
+
+    y, s = _ood_scores(probs_in, probs_out, "entropy")
+    fpr, tpr, _ = roc_curve(y, s)
+    return fpr, tpr
+
+
+def classification_metrics(probs, labels, n_bins: int = 15) -> dict:
+    """{accuracy, nll, ece, brier} of a predictive in one call (definitions above)."""
+    return {
+        "accuracy": accuracy(probs, labels),
+        "nll": nll(probs, labels),
+        "ece": ece(probs, labels, n_bins),
+        "brier": brier(probs, labels),
+    }
