@@ -1,0 +1,176 @@
+"""python -m benchmarks {list, run, report, data}: the command line (thin; the work is elsewhere)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .tasks.base import PROFILES
+
+EXIT_USAGE = 2
+
+
+def _positive_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {value}")
+        return value
+
+    return parse
+
+
+def _hyper_pair(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--hyper takes KEY=VALUE (e.g. lr=0.05), got {text!r}")
+    try:
+        return key.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hyper {key}: {value!r} is not a number") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .tasks import suites
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=(
+        "sgmcmc-bench: run SG-MCMC samplers against tasks with known or measurable answers, "
+        "and build leaderboard tables from the run records."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,report,data}")
+
+    p_list = sub.add_parser("list", help="list samplers, tasks and suites")
+    p_list.set_defaults(func=cmd_list)
+
+    p_run = sub.add_parser("run", help="run a suite (skips runs that already have a record)")
+    p_run.add_argument("suite", choices=sorted(suites()), help="which suite")
+    p_run.add_argument("--samplers", default=None,
+                       help="comma-separated sampler names or module:Class (default: the five built-ins)")
+    p_run.add_argument("--seeds", type=_positive_int("--seeds"), default=None,
+                       help="number of seeds per configuration (default by profile: quick 1, default 3, full 5)")
+    p_run.add_argument("--profile", choices=PROFILES, default="default", help="budget profile (default: default)")
+    p_run.add_argument("--jobs", type=_positive_int("--jobs"), default=1, help="parallel worker processes")
+    p_run.add_argument("--executor", choices=("local", "dask"), default="local",
+                       help="local processes (default) or a dask.distributed cluster")
+    p_run.add_argument("--scheduler", default=None,
+                       help="dask scheduler address (tcp://host:8786); without it --executor dask starts a LocalCluster")
+    p_run.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    p_run.add_argument("--results-dir", default="results", help="where records and tables go (default: results)")
+    p_run.add_argument("--force", action="store_true", help="rerun configurations that already have a record")
+    p_run.add_argument("--no-sweep", action="store_true", help="skip the step-size sweeps of the toy tasks")
+    p_run.add_argument("--no-report", action="store_true", help="do not rebuild the leaderboard afterwards")
+    p_run.add_argument("--hyper", type=_hyper_pair, action="append", default=[], metavar="KEY=VALUE",
+                       help="override a hyperparameter for every selected sampler (rows labelled 'custom')")
+    _data_options(p_run)
+    p_run.set_defaults(func=cmd_run)
+
+    p_rep = sub.add_parser("report", help="rebuild tables and figures from the records, without rerunning")
+    p_rep.add_argument("--results-dir", default="results")
+    p_rep.add_argument("--profile", choices=PROFILES, default=None,
+                       help="which profile's records (default: 'default' if present)")
+    p_rep.add_argument("--no-plots", action="store_true")
+    p_rep.set_defaults(func=cmd_report)
+
+    try:
+        from .data.cli import add_subcommand
+    except ImportError:
+        pass
+    else:
+        add_subcommand(sub)
+    return parser
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None, help="a data directory to try first (also $SGMCMC_DATA_DIR)")
+    p.add_argument("--offline", action="store_true", default=None,
+                   help="never touch the network (also $SGMCMC_OFFLINE=1)")
+
+
+def cmd_list(args) -> int:
+    import sgmcmc
+
+    from .tasks import all_tasks, suites
+
+    print("samplers:")
+    for name in sgmcmc.available():
+        cls = sgmcmc.get(name)
+        hyper = ", ".join(f"{k}={spec.default}" if spec.default is not None else k for k, spec in cls.all_hypers().items())
+        print(f"  {name:12s} {cls.__module__}.{cls.__qualname__}({hyper})")
+    print("  (or any module:Class naming a sgmcmc.Sampler subclass)")
+    print("tasks:")
+    for name, task in all_tasks().items():
+        print(f"  {name:18s} [{task.suite}] {task.description}")
+    print("suites:")
+    for name, tasks in sorted(suites().items()):
+        print(f"  {name:6s} {', '.join(tasks)}")
+    print(f"profiles: {', '.join(PROFILES)}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    import sgmcmc
+
+    from . import report, runner
+
+    parser = args._parser
+    samplers = None
+    if args.samplers:
+        samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
+        for name in samplers:
+            try:
+                sgmcmc.get(name)
+            except sgmcmc.UnknownSamplerError as exc:
+                parser.error(f"--samplers: {exc}")
+    try:
+        runner.resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(str(exc))
+    overrides = dict(args.hyper)
+    try:
+        specs = runner.build_grid(args.suite, args.profile, samplers, args.seeds, sweep=not args.no_sweep,
+                                  overrides=overrides)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not specs:
+        print(f"suite {args.suite!r} has no runs in profile {args.profile!r}")
+        return 0
+    opts = runner.RunOptions(results_dir=args.results_dir, device=args.device, data_dir=args.data_dir,
+                             offline=args.offline, show_progress=True)
+    print(f"{args.suite} ({args.profile}): {len(specs)} runs, results in {args.results_dir}/records"
+          + (f", {args.jobs} jobs" if args.jobs > 1 else ""), flush=True)
+    summary = runner.execute(specs, opts, jobs=args.jobs, force=args.force, executor=args.executor,
+                             scheduler=args.scheduler, log=lambda m: print(m, file=sys.stderr))
+    print(summary.line())
+    if summary.interrupted:
+        print("interrupted: every finished run has its record; run the same command again to resume", file=sys.stderr)
+        return 130
+    if not args.no_report:
+        path = report.build(args.results_dir, profile=args.profile, log=lambda m: print(m, file=sys.stderr))
+        if path:
+            print(f"leaderboard: {path}")
+    return 1 if summary.counts["failed"] else 0
+
+
+def cmd_report(args) -> int:
+    from . import report
+
+    path = report.build(args.results_dir, profile=args.profile, plots=not args.no_plots,
+                        log=lambda m: print(m, file=sys.stderr))
+    if path is None:
+        return 1
+    print(f"leaderboard: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args._parser = parser
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Records -> leaderboard tables (markdown + CSV) and figures (PNG).
+
+Built from the run records alone (``<results>/records/*.json``), so ``python -m benchmarks report``
+rebuilds everything without rerunning. One table per task (rows: sampler and labelled variant;
+columns: the task's metrics as mean +- sd over seeds, gradient evaluations, wall time; the best
+value of each column in bold), then a summary table (sampler x task headline metric, with rank).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .runner import load_records
+from .tasks import all_tasks
+from .tasks.base import Metric
+
+ROW_KEYS = ["task", "sampler", "variant", "hyper_label", "temperature"]
+
+
+def _hyper_label(hyper: dict) -> str:
+    parts = []
+    for k in sorted(hyper):
+        if k == "temperature":
+            continue
+        v = hyper[k]
+        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+    return ", ".join(parts)
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per record: configuration columns, status, wall time, gradient evaluations, metrics."""
+    rows = []
+    for rec in records:
+        cfg = rec["config"]
+        hyper = cfg.get("hyper", {})
+        row = {
+            "task": cfg["task"], "sampler": cfg["sampler"], "variant": cfg.get("variant", "tuned"),
+            "seed": cfg["seed"], "profile": cfg["profile"], "hyper_label": _hyper_label(hyper),
+            "lr": hyper.get("lr", np.nan), "temperature": float(hyper.get("temperature", 1.0)),
+            "status": rec["status"], "wall_time_s": rec.get("wall_time_s", np.nan),
+            "grad_evals": rec.get("grad_evals", np.nan), "key": rec["key"],
+        }
+        for k, v in rec["metrics"].items():
+            if isinstance(v, (int, float)):
+                row[k] = float(v)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _metrics_of(task: str, frame: pd.DataFrame) -> list[Metric]:
+    known = all_tasks().get(task)
+    if known is not None:
+        return list(known.metrics)
+    skip = {"seed", "lr", "temperature", "wall_time_s", "grad_evals"}
+    cols = [c for c in frame.columns if frame[c].dtype.kind == "f" and c not in skip]
+    return [Metric(c, c, "none") for c in cols]
+
+
+def _fmt(mean: float, sd: float, fmt: str) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    s = format(mean, fmt)
+    if sd is not None and not math.isnan(sd) and sd > 0:
+        s += " ± " + format(sd, fmt)
+    return s
+
+
+def task_table(frame: pd.DataFrame, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(display table as strings, numeric long table) for one task, sweep rows excluded."""
+    df = frame[(frame.task == task) & (frame.variant != "sweep")]
+    metrics = _metrics_of(task, df)
+    display_rows, long_rows = [], []
+    groups = list(df.groupby(ROW_KEYS[1:], sort=False, dropna=False))
+    stats = {}
+    for key, g in groups:
+        ok = g[g.status == "ok"]
+        stats[key] = {m.key: (ok[m.key].mean() if m.key in ok and len(ok) else np.nan,
+                              ok[m.key].std(ddof=1) if m.key in ok and len(ok) > 1 else np.nan) for m in metrics}
+    best = {}
+    for m in metrics:
+        vals = [(s[m.key][0], k) for k, s in stats.items() if not np.isnan(s[m.key][0])]
+        if vals and m.better in ("min", "max"):
+            target = min(v for v, _ in vals) if m.better == "min" else max(v for v, _ in vals)
+            best[m.key] = {k for v, k in vals if v == target}
+    for key, g in groups:
+        sampler, variant, hyper_label, temperature = key
+        ok = g[g.status == "ok"]
+        row = {"sampler": sampler if variant == "tuned" else f"{sampler} [{variant}]",
+               "hyperparameters": hyper_label, "T": f"{temperature:g}",
+               "seeds ok": f"{len(ok)}/{len(g)}"}
+        for m in metrics:
+            mean, sd = stats[key][m.key]
+            cell = _fmt(mean, sd, m.fmt)
+            row[m.label] = f"**{cell}**" if key in best.get(m.key, ()) else cell
+            long_rows.append({"task": task, "sampler": sampler, "variant": variant, "hyperparameters": hyper_label,
+                              "temperature": temperature, "metric": m.key, "mean": mean, "sd": sd,
+                              "n_ok": len(ok), "n_runs": len(g)})
+        row["grad evals"] = _fmt(ok.grad_evals.mean(), np.nan, ".3g") if len(ok) else "-"
+        row["wall s"] = _fmt(ok.wall_time_s.mean(), ok.wall_time_s.std(ddof=1) if len(ok) > 1 else np.nan, ".3g") if len(ok) else "-"
+        bad = g[g.status != "ok"]
+        if len(bad):
+            row["seeds ok"] += " (" + ", ".join(f"{n} {s}" for s, n in bad.status.value_counts().items()) + ")"
+        display_rows.append(row)
+    return pd.DataFrame(display_rows), pd.DataFrame(long_rows)
+
+
+def summary_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sampler x task headline metric (tuned rows, mean over seeds) with the rank on each task."""
+    df = frame[(frame.variant == "tuned") & (frame.status == "ok")]
+    tasks = [t for t in df.task.unique()]
+    cells, numeric = {}, []
+    for task in tasks:
+        metric = _metrics_of(task, df)[0]
+        sub = df[df.task == task]
+        if metric.key not in sub:
+            continue
+        means = sub.groupby("sampler")[metric.key].mean()
+        ranks = means.rank(ascending=(metric.better != "max"), method="min")
+        for sampler, value in means.items():
+            cells.setdefault(sampler, {})[f"{task}: {metric.label}"] = f"{format(value, metric.fmt)} ({int(ranks[sampler])})"
+            numeric.append({"sampler": sampler, "task": task, "metric": metric.key, "value": value,
+                            "rank": int(ranks[sampler])})
+    num = pd.DataFrame(numeric)
+    table = pd.DataFrame.from_dict(cells, orient="index")
+    if len(num):
+        table["mean rank"] = num.groupby("sampler")["rank"].mean().round(2)
+        table = table.sort_values("mean rank")
+    table.index.name = "sampler"
+    return table.reset_index(), num
+
+
+def build(results_dir: str | os.PathLike = "results", profile: str | None = None, plots: bool = True,
+          log: Callable[[str], None] = print) -> Path | None:
+    """Write leaderboard.md, leaderboard.csv, summary.csv and the figures; returns the markdown path."""
+    results_dir = Path(results_dir)
+    records = load_records(results_dir, warn=log)
+    if not records:
+        log(f"no records under {results_dir / 'records'}: nothing to report (run `python -m benchmarks run ...` first)")
+        return None
+    frame = records_frame(records)
+    if profile is None:
+        profile = "default" if (frame.profile == "default").any() else frame.profile.value_counts().index[0]
+    frame = frame[frame.profile == profile]
+    if frame.empty:
+        log(f"no records of profile {profile!r} under {results_dir}")
+        return None
+    tasks = all_tasks()
+    order = [t for t in tasks if t in set(frame.task)] + sorted(set(frame.task) - set(tasks))
+    md = [f"# sgmcmc-bench leaderboard (profile `{profile}`)", "",
+          "Built by `python -m benchmarks report` from the run records in `records/`. "
+          "Cells are mean ± sd over seeds; the best value of each column is in bold. "
+          "T is the temperature (T = 1: the Bayesian posterior; T < 1: a tempered, cold posterior).", ""]
+    summary, summary_num = summary_table(frame)
+    md += ["## Summary: headline metric per task (rank)", "", summary.to_markdown(index=False), ""]
+    long_tables = []
+    for task in order:
+        display, long = task_table(frame, task)
+        if display.empty:
+            continue
+        long_tables.append(long)
+        desc = tasks[task].description if task in tasks else ""
+        md += [f"## {task}", "", desc, "", display.to_markdown(index=False), ""]
+    figures = plot_all(frame, records, results_dir, log) if plots else []
+    if figures:
+        md += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
+    path = results_dir / "leaderboard.md"
+    from .runner import atomic_write_text
+
+    atomic_write_text(path, "\n".join(md))
+    atomic_write_text(results_dir / "leaderboard.csv", pd.concat(long_tables).to_csv(index=False) if long_tables else "")
+    atomic_write_text(results_dir / "summary.csv", summary_num.to_csv(index=False))
+    return path
+
+
+# --------------------------------------------------------------------------- figures
+def plot_all(frame: pd.DataFrame, records: list[dict], results_dir: Path, log: Callable[[str], None]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = []
+    for task in frame.task.unique():
+        sub = frame[(frame.task == task) & (frame.variant.isin(["tuned", "sweep"])) & (frame.seed == 0)]
+        if (sub.variant == "sweep").any():
+            out.append(plot_sweep(sub, task, results_dir))
+    try:
+        from .tasks.mnist import plot_figures
+    except ImportError:
+        return out
+    out += plot_figures(frame, records, results_dir)
+    return out
+
+
+def plot_sweep(sub: pd.DataFrame, task: str, results_dir: Path) -> Path:
+    """Bias (KL, variance error) and ESS per 1k gradients against lr, one line per sampler."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for sampler, g in sub.groupby("sampler", sort=False):
+        g = g.sort_values("lr")
+        ok = g[g.status == "ok"]
+        for ax, key in zip(axes, ("kl", "var_error", "ess_per_1k_grads")):
+            if key in ok:
+                (line,) = ax.plot(ok.lr, ok[key], marker="o", label=sampler)
+                div = g[g.status != "ok"]
+                if len(div):
+                    ax.plot(div.lr, [np.nanmax(ok[key]) if len(ok) else 1.0] * len(div), "x", color=line.get_color(), ms=9)
+    titles = ("KL(fit || true)  (lower is better)", "marginal variance error  (lower is better)",
+              "min bulk ESS per 1k gradients  (higher is better)")
+    for ax, title in zip(axes, titles):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("lr (step on L = U / N)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{task}: step-size sweep (x = diverged)")
+    fig.tight_layout()
+    path = results_dir / f"sweep_{task}.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,441 @@
+"""The grid of runs, their records, and the executors that run them.
+
+A run is one (task, sampler, hyperparameters, seed, profile). Its record is one JSON file,
+``<results>/records/<hash>.json``, named by the hash of that configuration and written atomically
+(a temporary file in the same folder, fsync, then ``os.replace``), so an interrupted suite never
+leaves a half-written record and a rerun resumes where it stopped: every configuration that
+already has an ``ok`` or ``diverged`` record is skipped unless ``force``; a ``failed`` one (a crash,
+not a property of the sampler) is retried. A corrupt record is reported by its path and treated as
+missing.
+
+Executors: ``local`` runs in this process (``jobs=1``) or in a pool of ``jobs`` processes, each
+with ``torch.set_num_threads(cores // jobs)`` so the machine is not oversubscribed; ``dask``
+submits each run to a ``dask.distributed`` cluster (see :mod:`benchmarks.distributed`). Every
+worker writes its own record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+SCHEMA_VERSION = 1
+RECORD_STATUSES = ("ok", "diverged", "failed")
+DONE_STATUSES = ("ok", "diverged")
+
+
+# --------------------------------------------------------------------------- run specs
+@dataclass(frozen=True)
+class RunSpec:
+    """One configuration of the grid. ``variant`` labels the row it belongs to (tuned, sweep, ...)."""
+
+    task: str
+    sampler: str
+    hyper: tuple[tuple[str, Any], ...]
+    seed: int
+    profile: str
+    variant: str = "tuned"
+
+    @classmethod
+    def make(cls, task: str, sampler: str, hyper: dict, seed: int, profile: str, variant: str = "tuned") -> "RunSpec":
+        return cls(task, sampler, tuple(sorted(hyper.items())), int(seed), profile, variant)
+
+    @property
+    def hyper_dict(self) -> dict[str, Any]:
+        return dict(self.hyper)
+
+    def config(self) -> dict[str, Any]:
+        return {"task": self.task, "sampler": self.sampler, "hyper": self.hyper_dict, "seed": self.seed,
+                "profile": self.profile, "variant": self.variant}
+
+    @property
+    def key(self) -> str:
+        """sha256 of the canonical JSON of the configuration (first 20 hex digits)."""
+        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def label(self) -> str:
+        hyper = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.hyper)
+        return f"{self.task} / {self.sampler} ({hyper}) seed {self.seed}"
+
+
+# --------------------------------------------------------------------------- records
+class RecordError(ValueError):
+    """A record file that cannot be read or does not hold a valid record."""
+
+
+def records_dir(results_dir: str | os.PathLike) -> Path:
+    return Path(results_dir) / "records"
+
+
+def record_path(results_dir: str | os.PathLike, spec: RunSpec) -> Path:
+    return records_dir(results_dir) / f"{spec.key}.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_record(results_dir: str | os.PathLike, record: dict) -> Path:
+    path = records_dir(results_dir) / f"{record['key']}.json"
+    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, allow_nan=True) + "\n")
+    return path
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """Read and validate one record; raise :class:`RecordError` naming the path and the problem."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"{path}: not a readable JSON record ({exc})") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"{path}: a record must be a JSON object, got {type(record).__name__}")
+    missing = [k for k in ("key", "config", "status", "metrics") if k not in record]
+    if missing:
+        raise RecordError(f"{path}: record lacks {', '.join(missing)}")
+    if record["status"] not in RECORD_STATUSES:
+        raise RecordError(f"{path}: status {record['status']!r} is not one of {', '.join(RECORD_STATUSES)}")
+    config = record["config"]
+    if not isinstance(config, dict) or any(k not in config for k in ("task", "sampler", "hyper", "seed", "profile")):
+        raise RecordError(f"{path}: config must hold task, sampler, hyper, seed and profile")
+    if not isinstance(record["metrics"], dict):
+        raise RecordError(f"{path}: metrics must be an object")
+    return record
+
+
+def load_records(results_dir: str | os.PathLike, warn: Callable[[str], None] | None = None) -> list[dict]:
+    """Every valid record under ``results_dir``; each invalid one is reported through ``warn``."""
+    out = []
+    folder = records_dir(results_dir)
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.glob("*.json")):
+        try:
+            out.append(read_record(path))
+        except RecordError as exc:
+            if warn is not None:
+                warn(f"skipping corrupt record {exc}")
+    return out
+
+
+# --------------------------------------------------------------------------- provenance
+_PROVENANCE_CACHE: dict | None = None
+
+
+def git_commit() -> str | None:
+    """HEAD of the checkout this package runs from, with '+dirty' when it has local changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def base_provenance() -> dict:
+    global _PROVENANCE_CACHE
+    if _PROVENANCE_CACHE is None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        versions = {"python": platform.python_version()}
+        for pkg in ("torch", "numpy", "scipy", "sgmcmc-bench", "arviz", "scikit-learn", "torchvision"):
+            try:
+                versions[pkg] = version(pkg)
+            except PackageNotFoundError:
+                pass
+        _PROVENANCE_CACHE = {
+            "versions": versions,
+            "git_commit": git_commit(),
+            "host": platform.node(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+        }
+    return dict(_PROVENANCE_CACHE)
+
+
+# --------------------------------------------------------------------------- one run
+@dataclass
+class RunOptions:
+    """Options of the whole invocation that every run shares (not part of the run's identity)."""
+
+    results_dir: str = "results"
+    device: str = "cpu"
+    data_dir: str | None = None
+    offline: bool | None = None
+    show_progress: bool = False
+    threads: int | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """'cpu', 'cuda' (an error without a GPU) or 'auto' (cuda when available, else cpu)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA GPU is available here; use --device cpu or --device auto")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r}; valid: cpu, cuda, cuda:N, auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_one(spec: RunSpec, opts: RunOptions) -> dict:
+    """Run one configuration and write its record; returns the record. Only an interrupt escapes."""
+    import sgmcmc
+
+    from .tasks import get_task
+    from .tasks.base import Diverged, RunContext
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    device = resolve_device(opts.device)
+    started = time.time()
+    record: dict[str, Any] = {
+        "schema": SCHEMA_VERSION, "key": spec.key, "config": spec.config(), "metrics": {},
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+    }
+    ctx = RunContext(seed=spec.seed, profile=spec.profile, device=device, data_dir=opts.data_dir,
+                     offline=opts.offline, show_progress=opts.show_progress)
+    t0 = time.perf_counter()
+    try:
+        task = get_task(spec.task)
+        sampler_cls = sgmcmc.get(spec.sampler)
+        seed_everything(spec.seed)
+        result = task.run(sampler_cls, spec.hyper_dict, ctx)
+        record.update(status="ok", metrics=result.metrics, grad_evals=result.grad_evals,
+                      sampling_time_s=result.sampling_time_s, artifacts=result.artifacts)
+    except Diverged as exc:
+        record.update(status="diverged", divergence={"step": exc.step, "reason": exc.reason})
+    except Exception as exc:  # recorded, the grid goes on; KeyboardInterrupt is not caught
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                      traceback=traceback.format_exc(limit=8))
+    record["wall_time_s"] = time.perf_counter() - t0
+    record["provenance"] = {**base_provenance(), "device": str(device), "torch_threads": torch.get_num_threads(),
+                            "datasets": ctx.datasets}
+    write_record(opts.results_dir, record)
+    return record
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+    # a worker ignores Ctrl-C: the parent decides, cancels what is pending, and lets running runs end
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# --------------------------------------------------------------------------- the grid
+def pending(specs: Iterable[RunSpec], results_dir: str | os.PathLike, force: bool = False,
+            warn: Callable[[str], None] | None = None) -> tuple[list[RunSpec], list[RunSpec]]:
+    """Split ``specs`` into (to run, already done). A corrupt record counts as missing."""
+    todo, done = [], []
+    for spec in specs:
+        path = record_path(results_dir, spec)
+        if not force and path.exists():
+            try:
+                if read_record(path)["status"] in DONE_STATUSES:
+                    done.append(spec)
+                    continue
+            except RecordError as exc:
+                if warn:
+                    warn(f"corrupt record, will rerun: {exc}")
+        todo.append(spec)
+    return todo, done
+
+
+@dataclass
+class GridSummary:
+    total: int = 0
+    skipped: int = 0
+    counts: dict = field(default_factory=lambda: {s: 0 for s in RECORD_STATUSES})
+    wall_time_s: float = 0.0
+    interrupted: bool = False
+    failures: list = field(default_factory=list)
+
+    def add(self, record: dict) -> None:
+        self.counts[record["status"]] += 1
+        if record["status"] == "failed":
+            self.failures.append((record["config"], record.get("error", "")))
+
+    def line(self) -> str:
+        parts = [f"{n} {s}" for s, n in self.counts.items() if n]
+        return (f"{self.total} runs: {self.skipped} already recorded" + (", " if parts else "") + ", ".join(parts)
+                + f" in {self.wall_time_s:.1f} s" + (" (interrupted)" if self.interrupted else ""))
+
+
+def cpu_threads_per_worker(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
+
+
+def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: bool = False,
+            executor: str = "local", scheduler: str | None = None,
+            log: Callable[[str], None] = print) -> GridSummary:
+    """Run every spec without a record (all with ``force``); returns counts by status."""
+    from tqdm.auto import tqdm
+
+    summary = GridSummary(total=len(specs))
+    todo, done = pending(specs, opts.results_dir, force, warn=log)
+    summary.skipped = len(done)
+    if not todo:
+        return summary
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="runs", unit="run", position=0, disable=None)
+
+    def finished(record: dict) -> None:
+        summary.add(record)
+        bar.update(1)
+        cfg = record["config"]
+        if record["status"] != "ok":
+            why = record.get("divergence", {}).get("reason") or record.get("error", "")
+            bar.write(f"  {record['status']}: {cfg['task']} / {cfg['sampler']} seed {cfg['seed']}: {why.splitlines()[0] if why else ''}")
+
+    try:
+        if executor == "dask":
+            from .distributed import execute_dask
+
+            execute_dask(todo, opts, jobs=jobs, scheduler=scheduler, on_record=finished, log=log)
+        elif jobs <= 1:
+            opts = dataclasses.replace(opts, show_progress=opts.show_progress)
+            for spec in todo:
+                finished(run_one(spec, opts))
+        else:
+            opts = dataclasses.replace(opts, show_progress=False, threads=cpu_threads_per_worker(jobs))
+            ctx = get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(opts.threads,)) as pool:
+                futures = {pool.submit(run_one, spec, opts): spec for spec in todo}
+                try:
+                    remaining = set(futures)
+                    while remaining:
+                        ready, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                        for fut in ready:
+                            try:
+                                finished(fut.result())
+                            except Exception as exc:  # the worker process died: no record was written
+                                spec = futures[fut]
+                                summary.counts["failed"] += 1
+                                summary.failures.append((spec.config(), f"worker died: {exc}"))
+                                bar.write(f"  failed: {spec.label()}: worker died ({exc}); rerun to retry")
+                except KeyboardInterrupt:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        bar.close()
+        summary.wall_time_s = time.perf_counter() - t0
+    return summary
+
+
+# --------------------------------------------------------------------------- configs -> grid
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+#: the built-in samplers every suite ranks, in table order
+DEFAULT_SAMPLERS = ("sgd", "sgld", "psgld", "sghmc", "underdamped")
+DEFAULT_SEEDS = {"quick": 1, "default": 3, "full": 5}
+#: hyperparameter keys of a config table that are not sampler hyperparameters
+_CONFIG_META = ("sweep", "extra", "note")
+
+
+def load_configs(config_dir: str | os.PathLike = CONFIG_DIR) -> dict[str, dict]:
+    """task name -> its table from the TOML files of ``config_dir`` (each task in one file)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    out: dict[str, dict] = {}
+    origin: dict[str, Path] = {}
+    for path in sorted(Path(config_dir).glob("*.toml")):
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"config {path}: {exc}") from exc
+        for task, table in data.items():
+            if task in out:
+                raise ValueError(f"task {task!r} is configured in both {origin[task]} and {path}")
+            out[task], origin[task] = table, path
+    return out
+
+
+def hyper_for(task_cfg: dict, sampler: str) -> dict:
+    """The tuned hyperparameters of ``sampler`` on a task; a sampler with no entry (a user's
+    ``module:Class``) starts from sgld's lr, which means the same thing for every sampler."""
+    if sampler in task_cfg:
+        return {k: v for k, v in task_cfg[sampler].items() if k not in _CONFIG_META}
+    if "sgld" in task_cfg:
+        return {"lr": task_cfg["sgld"]["lr"]}
+    raise ValueError(f"no hyperparameters configured for {sampler!r} and no sgld entry to start from")
+
+
+def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, seeds: int | None = None,
+               sweep: bool = True, overrides: dict | None = None,
+               configs: dict[str, dict] | None = None) -> list[RunSpec]:
+    """Every run of ``suite`` under ``profile``: tuned rows x seeds, labelled extra rows
+    (e.g. tempered posteriors) x seeds, and, for tasks with a ``sweep``, the step-size sweep
+    (the tuned lr times each factor, seed 0)."""
+    from .tasks import tasks_for
+
+    configs = load_configs() if configs is None else configs
+    seeds = DEFAULT_SEEDS[profile] if seeds is None else seeds
+    names = list(samplers) if samplers else list(DEFAULT_SAMPLERS)
+    overrides = overrides or {}
+    specs: list[RunSpec] = []
+    for task in tasks_for(suite, profile):
+        cfg = configs.get(task.name, {})
+        for name in names:
+            hyper = {**hyper_for(cfg, name), **overrides}
+            variant = "custom" if overrides else "tuned"
+            specs += [RunSpec.make(task.name, name, hyper, s, profile, variant) for s in range(seeds)]
+            if sweep and not overrides and "sweep" in cfg:
+                for factor in cfg["sweep"]:
+                    if factor == 1.0:
+                        continue  # the tuned seed-0 run is the sweep's centre point
+                    swept = {**hyper, "lr": hyper["lr"] * factor}
+                    specs.append(RunSpec.make(task.name, name, swept, 0, profile, "sweep"))
+        for extra in cfg.get("extra", []):
+            if extra["sampler"] in names and not overrides:
+                hyper = {k: v for k, v in extra.items() if k not in ("sampler", "label", "note")}
+                hyper = {**hyper_for(cfg, extra["sampler"]), **hyper}
+                specs += [RunSpec.make(task.name, extra["sampler"], hyper, s, profile, extra["label"])
+                          for s in range(seeds)]
+    return specs

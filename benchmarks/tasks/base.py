@@ -1,0 +1,127 @@
+"""What every task shares: the Task interface, profiles, run context and result.
+
+A task builds a (model or potential, data, evaluation) for a seed and runs one sampler on it under
+a fixed protocol (gradient-evaluation budget, burn-in, thinning); every sampler on a task gets the
+same protocol, only its hyperparameters differ. The runner calls :meth:`Task.run` and turns the
+:class:`RunResult` (or a :class:`Diverged`) into a record.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+PROFILES = ("quick", "default", "full")
+
+
+class Diverged(Exception):
+    """The chain produced NaN/Inf: the run is recorded as ``diverged`` with the step and reason."""
+
+    def __init__(self, step: int, reason: str):
+        super().__init__(f"diverged at step {step}: {reason}")
+        self.step = step
+        self.reason = reason
+
+
+@dataclass
+class RunContext:
+    """Everything about a run that is not the sampler: seed, profile, device, data, progress."""
+
+    seed: int
+    profile: str = "default"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    data_dir: str | None = None
+    offline: bool | None = None
+    show_progress: bool = False
+    #: filled by the task: dataset provenance (name -> digest/source) for the record
+    datasets: dict = field(default_factory=dict)
+
+    def progress(self, total: int, desc: str):
+        """A per-run progress bar (tqdm), quiet unless ``show_progress`` and stderr is a TTY."""
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=total, desc=desc, leave=False, position=1, unit="step", mininterval=0.5,
+            disable=not (self.show_progress and sys.stderr.isatty()),
+        )
+
+
+@dataclass
+class RunResult:
+    """What a finished run measured."""
+
+    metrics: dict[str, float]
+    grad_evals: int
+    sampling_time_s: float
+    #: compact arrays for the report's figures (lists, not tensors), kept in the record
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a leaderboard column reads: record key, header, and whether lower or higher is better."""
+
+    key: str
+    label: str
+    better: str = "min"  # "min" | "max" | "none"
+    fmt: str = ".4g"
+
+
+class Task(ABC):
+    """One task: a name, the suite it belongs to, the columns it shows, and :meth:`run`."""
+
+    name: str = ""
+    suite: str = ""
+    description: str = ""
+    #: the columns of this task's leaderboard table, in order; the first is the headline
+    metrics: tuple[Metric, ...] = ()
+    #: profiles in which this task is part of its suite
+    profiles: tuple[str, ...] = PROFILES
+
+    @abstractmethod
+    def protocol(self, profile: str) -> dict[str, Any]:
+        """The fixed budget of this task under ``profile`` (the same for every sampler)."""
+
+    @abstractmethod
+    def run(self, sampler_cls: type, hyper: dict[str, Any], ctx: RunContext) -> RunResult:
+        """Run ``sampler_cls(**hyper)`` under the protocol; raise :class:`Diverged` on NaN/Inf."""
+
+    @property
+    def headline(self) -> Metric:
+        return self.metrics[0]
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    return profile
+
+
+class Stopwatch:
+    """Accumulates wall time of the sampling loop only (not set-up or evaluation)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._t0: float | None = None
+
+    def __enter__(self) -> "Stopwatch":
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.total += time.perf_counter() - self._t0
+
+
+def build_sampler(sampler_cls: type, params, hyper: dict[str, Any], num_data: int) -> Any:
+    """``sampler_cls(params, **hyper)`` with the task's ``num_data``; hyper holds lr and the rest."""
+    hyper = dict(hyper)
+    lr = hyper.pop("lr")
+    return sampler_cls(params, lr, num_data=num_data, **hyper)
+
+
+ProgressFn = Callable[[int], None]

@@ -1,0 +1,271 @@
+"""Gaussian toy posteriors: tasks whose exact answer is known.
+
+Each task is a Gaussian target N(mu, Sigma) written as a potential over ``num_data`` data, so that
+the sampler contract holds as for a real model: the sampler is given ``grad L_hat`` with
+L = U / N. For the pure Gaussians U(theta) = 0.5 (theta - mu)^T P (theta - mu) with N = 1 (exact
+gradients); Bayesian linear regression has N = 10,000 real data and minibatch gradients, while its
+posterior is still Gaussian in closed form.
+
+Many chains run as one batched tensor ``theta`` of shape [chains, d] through the ordinary Sampler
+interface: chains are independent, so the gradient of the summed potential is each chain's own
+gradient, and element-wise preconditioners (psgld) stay per coordinate per chain. Gradients are
+analytic (no autograd).
+
+Protocol (per profile, the same for every sampler): ``steps`` gradient evaluations per chain, the
+first ``burn_in`` discarded, then every ``thin``-th state kept. The kept draws (all chains pooled)
+give the fitted Gaussian (mean, covariance) compared with the truth; the per-chain traces give the
+bulk ESS and split R-hat.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import metrics as M
+from .base import Diverged, Metric, RunContext, RunResult, Stopwatch, Task, build_sampler, check_profile
+
+#: chains, steps (gradient evaluations per chain), burn_in, thin
+TOY_PROFILES = {
+    "quick": dict(chains=8, steps=2_000, burn_in=500, thin=5),
+    "default": dict(chains=32, steps=10_000, burn_in=2_000, thin=10),
+    "full": dict(chains=64, steps=50_000, burn_in=10_000, thin=25),
+}
+
+TOY_METRICS = (
+    Metric("kl", "KL(fit||true)", "min"),
+    Metric("w2", "W2", "min"),
+    Metric("mean_error", "mean err (Mahal.)", "min"),
+    Metric("var_error", "var err |log|", "min"),
+    Metric("ess_min", "min bulk ESS", "max", ".0f"),
+    Metric("ess_per_1k_grads", "ESS / 1k grads", "max", ".3g"),
+    Metric("ess_per_second", "ESS / s", "max", ".0f"),
+    Metric("rhat_max", "max R-hat", "min", ".3f"),
+)
+
+
+@dataclass
+class GaussianTarget:
+    """The exact answer: N(mean, cov); ``precision`` = cov^-1 (``precision_diag`` when diagonal)."""
+
+    mean: torch.Tensor
+    cov: torch.Tensor
+    precision: torch.Tensor
+    diagonal: bool
+
+    @property
+    def dim(self) -> int:
+        return self.mean.numel()
+
+    @classmethod
+    def from_cov(cls, mean: torch.Tensor, cov: torch.Tensor, diagonal: bool = False) -> "GaussianTarget":
+        cov = 0.5 * (cov + cov.T)
+        return cls(mean=mean, cov=cov, precision=torch.linalg.inv(cov), diagonal=diagonal)
+
+
+def _rotation(d: int, gen: torch.Generator) -> torch.Tensor:
+    q, r = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r))
+
+
+class GaussianTask(Task):
+    """A Gaussian potential with exact gradients; subclasses define the target."""
+
+    suite = "toy"
+    metrics = TOY_METRICS
+    num_data = 1
+    #: seed of the target itself (fixed: every run sees the same posterior)
+    target_seed = 20261127
+
+    def __init__(self) -> None:
+        self._target: GaussianTarget | None = None
+
+    # -- the target -----------------------------------------------------------
+    def make_target(self, gen: torch.Generator) -> GaussianTarget:
+        raise NotImplementedError
+
+    @property
+    def target(self) -> GaussianTarget:
+        if self._target is None:
+            self._target = self.make_target(torch.Generator().manual_seed(self.target_seed))
+        return self._target
+
+    def protocol(self, profile: str) -> dict:
+        return dict(TOY_PROFILES[check_profile(profile)])
+
+    # -- the potential ----------------------------------------------------------
+    def prepare(self, device: torch.device, dtype: torch.dtype) -> None:
+        t = self.target
+        self._mu = t.mean.to(device, dtype)
+        self._prec = (torch.diagonal(t.precision) if t.diagonal else t.precision).to(device, dtype)
+
+    def grad_(self, theta: torch.Tensor, out: torch.Tensor, gen: torch.Generator) -> None:
+        """out <- grad L_hat(theta) = P (theta - mu) / N for every chain (rows of theta)."""
+        centred = theta - self._mu
+        if self.target.diagonal:
+            torch.mul(centred, self._prec, out=out)
+        else:
+            torch.matmul(centred, self._prec, out=out)
+        if self.num_data != 1:
+            out.div_(self.num_data)
+
+    def init(self, chains: int, gen: torch.Generator) -> torch.Tensor:
+        """Over-dispersed start: mu + 3 * chol(Sigma) xi, so R-hat can see unmixed chains."""
+        t = self.target
+        chol = torch.linalg.cholesky(t.cov)
+        xi = torch.randn(chains, t.dim, generator=gen, dtype=torch.float64)
+        return t.mean + 3.0 * xi @ chol.T
+
+    # -- one run ----------------------------------------------------------------
+    def run(self, sampler_cls: type, hyper: dict, ctx: RunContext) -> RunResult:
+        proto = self.protocol(ctx.profile)
+        chains, steps, burn_in, thin = proto["chains"], proto["steps"], proto["burn_in"], proto["thin"]
+        dtype = torch.float32
+        gen = torch.Generator().manual_seed(ctx.seed)  # init and minibatches; sampler noise: global
+        self.prepare(ctx.device, dtype)
+        theta = self.init(chains, gen).to(ctx.device, dtype).requires_grad_(True)
+        theta.grad = torch.zeros_like(theta)
+        sampler = build_sampler(sampler_cls, [theta], hyper, self.num_data)
+        keep = (steps - burn_in) // thin
+        trace = torch.empty(keep, chains, self.target.dim, dtype=dtype, device=ctx.device)
+        watch = Stopwatch()
+        bar = ctx.progress(steps, f"{self.name} {sampler_cls.name or sampler_cls.__name__}")
+        kept, chunk = 0, max(steps // 100, 1)
+        with torch.no_grad(), watch:
+            for t in range(steps):
+                self.grad_(theta, theta.grad, gen)
+                try:
+                    sampler.step()
+                except FloatingPointError as exc:  # sgmcmc.NonFiniteGradientError
+                    raise Diverged(t, str(exc)) from exc
+                if t >= burn_in and (t - burn_in + 1) % thin == 0:
+                    trace[kept] = theta
+                    kept += 1
+                if (t + 1) % chunk == 0:
+                    bar.update(chunk)
+        bar.close()
+        if not bool(torch.isfinite(trace).all()):
+            raise Diverged(steps, "non-finite parameters in the kept draws")
+        return RunResult(
+            metrics=self.evaluate(trace, watch.total, steps * chains),
+            grad_evals=steps * chains,
+            sampling_time_s=watch.total,
+        )
+
+    def evaluate(self, trace: torch.Tensor, seconds: float, grad_evals: int) -> dict[str, float]:
+        """Fitted Gaussian vs the truth, and mixing, from the kept draws [draws, chains, d]."""
+        t = self.target
+        draws = trace.double().cpu().numpy()
+        flat = draws.reshape(-1, draws.shape[-1])
+        mean_hat = flat.mean(0)
+        cov_hat = np.atleast_2d(np.cov(flat, rowvar=False))
+        mean, cov = t.mean.numpy(), t.cov.numpy()
+        per_chain = np.ascontiguousarray(draws.transpose(1, 0, 2))  # [chains, draws, d]
+        ess = M.ess_geyer(per_chain)
+        ess_min = float(np.min(ess))
+        out = {
+            "kl": M.kl_gaussian(mean_hat, cov_hat, mean, cov),
+            "w2": M.wasserstein2_gaussian(mean_hat, cov_hat, mean, cov),
+            "mean_error": M.mahalanobis_mean_error(mean_hat, mean, cov),
+            "var_error": M.marginal_variance_error(np.diag(cov_hat), np.diag(cov)),
+            "ess_min": ess_min,
+            "rhat_max": M.max_split_rhat(per_chain),
+        }
+        out.update(M.ess_rates(ess_min, seconds, grad_evals))
+        return out
+
+
+class IsotropicGaussian(GaussianTask):
+    name = "gauss-iso-100"
+    description = "isotropic Gaussian, d = 100, Sigma = I, mean drawn from N(0, I)"
+
+    def make_target(self, gen):
+        d = 100
+        return GaussianTarget.from_cov(torch.randn(d, generator=gen, dtype=torch.float64),
+                                       torch.eye(d, dtype=torch.float64), diagonal=True)
+
+
+class IllConditionedGaussian(GaussianTask):
+    name = "gauss-illcond-100"
+    description = "ill-conditioned Gaussian, d = 100, dense Sigma (random rotation), variances log-spaced over [0.01, 1] (condition number 100)"
+
+    def make_target(self, gen):
+        d = 100
+        q = _rotation(d, gen)
+        var = torch.logspace(-2, 0, d, dtype=torch.float64)
+        return GaussianTarget.from_cov(torch.randn(d, generator=gen, dtype=torch.float64), q @ torch.diag(var) @ q.T)
+
+
+class CorrelatedGaussian(GaussianTask):
+    name = "gauss-corr-2d"
+    description = "strongly correlated 2-d Gaussian, unit variances, rho = 0.95 (condition number 39)"
+
+    def make_target(self, gen):
+        rho = 0.95
+        cov = torch.tensor([[1.0, rho], [rho, 1.0]], dtype=torch.float64)
+        return GaussianTarget.from_cov(torch.tensor([1.0, -1.0], dtype=torch.float64), cov)
+
+
+class HighDimGaussian(GaussianTask):
+    name = "gauss-diag-1000"
+    description = "high-dimensional Gaussian, d = 1000, diagonal, variances log-spaced over [0.1, 1]"
+
+    def make_target(self, gen):
+        d = 1000
+        var = torch.logspace(-1, 0, d, dtype=torch.float64)
+        return GaussianTarget.from_cov(torch.randn(d, generator=gen, dtype=torch.float64), torch.diag(var), diagonal=True)
+
+    def protocol(self, profile):
+        proto = super().protocol(profile)
+        proto["chains"] = min(proto["chains"], 16)
+        return proto
+
+
+class BayesianLinearRegression(GaussianTask):
+    """y = X w + e, e ~ N(0, sigma^2), prior w ~ N(0, I / prior_precision); N = 10,000, d = 10.
+
+    Posterior: P = X^T X / sigma^2 + prior_precision I, mean = P^-1 X^T y / sigma^2 (closed form).
+    Minibatch gradient for each chain from its own batch of 100 indices drawn with replacement:
+    grad L_hat = -(1/B) sum_b x_b (y_b - x_b^T w) / sigma^2 + prior_precision w / N.
+    """
+
+    name = "blr"
+    description = "Bayesian linear regression, N = 10,000, d = 10, correlated features, minibatch 100 (real data noise)"
+    num_data = 10_000
+    dim = 10
+    batch_size = 100
+    noise_sd = 1.0
+    prior_precision = 1.0
+
+    def make_target(self, gen):
+        n, d = self.num_data, self.dim
+        mix = torch.randn(d, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
+        x = torch.randn(n, d, generator=gen, dtype=torch.float64) @ (torch.eye(d, dtype=torch.float64) + mix)
+        w_true = torch.randn(d, generator=gen, dtype=torch.float64)
+        y = x @ w_true + self.noise_sd * torch.randn(n, generator=gen, dtype=torch.float64)
+        self._x64, self._y64 = x, y
+        prec = x.T @ x / self.noise_sd**2 + self.prior_precision * torch.eye(d, dtype=torch.float64)
+        cov = torch.linalg.inv(prec)
+        mean = cov @ (x.T @ y) / self.noise_sd**2
+        return GaussianTarget(mean=mean, cov=0.5 * (cov + cov.T), precision=prec, diagonal=False)
+
+    def prepare(self, device, dtype):
+        _ = self.target
+        self._x = self._x64.to(device, dtype)
+        self._y = self._y64.to(device, dtype)
+
+    def grad_(self, theta, out, gen):
+        chains = theta.shape[0]
+        idx = torch.randint(self.num_data, (chains, self.batch_size), generator=gen).to(theta.device)
+        xb, yb = self._x[idx], self._y[idx]  # [C, B, d], [C, B]
+        resid = yb - torch.einsum("cbd,cd->cb", xb, theta)
+        out.copy_(torch.einsum("cbd,cb->cd", xb, resid))
+        out.mul_(-1.0 / (self.batch_size * self.noise_sd**2)).add_(theta, alpha=self.prior_precision / self.num_data)
+
+
+TOY_TASKS: tuple[GaussianTask, ...] = (
+    IsotropicGaussian(), IllConditionedGaussian(), CorrelatedGaussian(), HighDimGaussian(), BayesianLinearRegression(),
+)

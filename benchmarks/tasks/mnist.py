@@ -1,0 +1,345 @@
+"""MNIST accuracy and calibration, and MNIST-vs-notMNIST (and Fashion-MNIST) OOD detection.
+
+One run trains (samples) a network on the 50,000 MNIST training images and computes every number
+from the same posterior predictive, so the `mnist` and `ood` suites never train twice.
+
+Model: U(theta) = -sum_i log p(y_i | x_i, theta) - log p(theta) with a Gaussian prior on every
+weight and bias. The minibatch loss handed to the sampler is the DESIGN.md contract
+``L_hat = mean_batch CE + (-log p(theta)) / N``; the prior term's gradient theta / (sigma^2 N) is added
+to ``p.grad`` with one foreach op rather than through autograd. Two priors, recorded in every row:
+``prior = "isotropic"``: N(0, prior_sd^2) on every parameter (DESIGN.md's baseline, prior_sd = 1);
+``prior = "fanin"``: N(0, prior_sd^2 / fan_in) per layer (a He-style prior: the same scale in
+function space whatever the layer width; biases get prior_sd^2).
+
+Protocol (the same for every sampler, SGD included): ``epochs`` of batch-100 steps (a randperm per
+epoch), the first ``burn_in_epochs`` discarded, then one kept sample every ``thin`` steps. The
+posterior predictive is the running average of the softmax of the kept samples over the MNIST test
+set, notMNIST_small and Fashion-MNIST test (samples are never stored). The last kept sample's own
+predictions give the ``single_*`` metrics (one network, no averaging).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import metrics as M
+from ..models import build_model
+from .base import Diverged, Metric, RunContext, RunResult, Stopwatch, Task, build_sampler, check_profile
+
+MNIST_PROFILES = {
+    "quick": dict(epochs=2, burn_in_epochs=1, thin=100, batch_size=100),
+    "default": dict(epochs=20, burn_in_epochs=10, thin=100, batch_size=100),
+    "full": dict(epochs=20, burn_in_epochs=10, thin=100, batch_size=100),
+}
+
+#: task-level keys a config row may set beside the sampler's hyperparameters
+TASK_KEYS = {"prior": "isotropic", "prior_sd": 1.0}
+
+CONFIDENT = 0.9  # the "confidently wrong on letters" threshold of max probability
+
+MNIST_METRICS = (
+    Metric("error", "test error %", "min", ".2f"),
+    Metric("nll", "NLL", "min", ".4f"),
+    Metric("ece", "ECE", "min", ".4f"),
+    Metric("brier", "Brier", "min", ".4f"),
+    Metric("auroc_entropy", "notMNIST AUROC (entropy)", "max", ".3f"),
+    Metric("aupr_entropy", "notMNIST AUPR (entropy)", "max", ".3f"),
+    Metric("auroc_maxprob", "notMNIST AUROC (max p)", "max", ".3f"),
+    Metric("notmnist_confident", f"notMNIST p>{CONFIDENT}", "min", ".3f"),
+    Metric("entropy_in", "entropy MNIST", "none", ".3f"),
+    Metric("entropy_out", "entropy notMNIST", "max", ".3f"),
+    Metric("fashion_auroc_entropy", "Fashion AUROC (entropy)", "max", ".3f"),
+    Metric("single_error", "1-sample error %", "min", ".2f"),
+    Metric("single_auroc_entropy", "1-sample notMNIST AUROC", "max", ".3f"),
+    Metric("train_time_s", "train s", "min", ".1f"),
+)
+
+
+@dataclass
+class ImageData:
+    """Float images on the run's device, flattened [N, 784] in [0, 1], and labels."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    ood: dict[str, torch.Tensor]  # name -> images; "notmnist" first, then "fashion"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def _to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return images.to(device).reshape(len(images), -1).float().div_(255.0)
+
+
+_DATA_CACHE: dict[tuple, ImageData] = {}
+
+
+def load_real_data(ctx: RunContext) -> ImageData:
+    """MNIST train (50k) and test, notMNIST_small and Fashion-MNIST test, through benchmarks.data."""
+    key = (ctx.data_dir, ctx.offline, str(ctx.device))
+    if key not in _DATA_CACHE:
+        from .. import data as D
+
+        opts = dict(data_dir=ctx.data_dir, offline=ctx.offline)
+        train, test = D.load_mnist("train", **opts), D.load_mnist("test", **opts)
+        notmnist, fashion = D.load_notmnist(**opts), D.load_fashion_mnist("test", **opts)
+        _DATA_CACHE[key] = ImageData(
+            train_x=_to_float(train.images, ctx.device), train_y=train.labels.long().to(ctx.device),
+            test_x=_to_float(test.images, ctx.device), test_y=test.labels.long().to(ctx.device),
+            ood={"notmnist": _to_float(notmnist.images, ctx.device), "fashion": _to_float(fashion.images, ctx.device)},
+            provenance={f"{d.provenance.dataset}/{d.provenance.split}": d.provenance.to_dict()
+                        for d in (train, test, notmnist, fashion)},
+        )
+    return _DATA_CACHE[key]
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, gen: torch.Generator):
+    """One epoch of minibatches: a randperm, then indexing (no per-item Python)."""
+    perm = torch.randperm(len(x), generator=gen).to(x.device)
+    for i in range(len(x) // batch_size):
+        idx = perm[i * batch_size:(i + 1) * batch_size]
+        yield x[idx], y[idx]
+
+
+def _prior_precisions(model: torch.nn.Module, prior: str, prior_sd: float) -> list[float]:
+    """1 / sigma^2 for every parameter tensor under the named prior."""
+    if prior not in ("isotropic", "fanin"):
+        raise ValueError(f"unknown prior {prior!r}; valid: isotropic, fanin")
+    if prior_sd <= 0:
+        raise ValueError(f"prior_sd={prior_sd!r} must be > 0")
+    out = []
+    for p in model.parameters():
+        fan_in = p[0].numel() if (prior == "fanin" and p.dim() > 1) else 1
+        out.append(fan_in / prior_sd**2)
+    return out
+
+
+class MNISTTask(Task):
+    """A network on MNIST; accuracy, calibration and OOD detection from one posterior predictive."""
+
+    suite = "mnist"
+    metrics = MNIST_METRICS
+
+    def __init__(self, name: str, model: str, profiles: tuple[str, ...], description: str,
+                 data: Callable[[RunContext], ImageData] = load_real_data, protocol_overrides: dict | None = None):
+        self.name, self.model, self.profiles, self.description = name, model, profiles, description
+        self.data = data
+        self.protocol_overrides = protocol_overrides or {}
+
+    def protocol(self, profile: str) -> dict:
+        return {**MNIST_PROFILES[check_profile(profile)], **self.protocol_overrides}
+
+    def run(self, sampler_cls: type, hyper: dict, ctx: RunContext) -> RunResult:
+        proto = self.protocol(ctx.profile)
+        hyper = dict(hyper)
+        task_opts = {k: hyper.pop(k, v) for k, v in TASK_KEYS.items()}
+        data = self.data(ctx)
+        ctx.datasets.update({k: v.get("sha256", v) if isinstance(v, dict) else v for k, v in data.provenance.items()})
+        device = ctx.device
+        gen = torch.Generator().manual_seed(ctx.seed)
+        model = build_model(self.model).to(device)
+        shape = (-1, *model.input_shape)
+        params = [p for p in model.parameters()]
+        num_data = len(data.train_x)
+        precisions = _prior_precisions(model, task_opts["prior"], float(task_opts["prior_sd"]))
+        sampler = build_sampler(sampler_cls, params, hyper, num_data)
+
+        # one weight of the second layer, traced every step for the weight-distribution figure
+        traced = params[2] if len(params) > 2 else params[0]
+        trace_every = 10
+        bs, thin = proto["batch_size"], proto["thin"]
+        steps_per_epoch = num_data // bs
+        total = proto["epochs"] * steps_per_epoch
+        burn_in = proto["burn_in_epochs"] * steps_per_epoch
+        weight_trace = torch.empty(total // trace_every, device=device)
+
+        eval_x = torch.cat([data.test_x, *data.ood.values()]).reshape(shape)
+        sizes = [len(data.test_x)] + [len(v) for v in data.ood.values()]
+        prob_sum = torch.zeros(len(eval_x), 10, dtype=torch.float64, device=device)
+        last_probs = None
+        kept = 0
+        train_watch, eval_watch = Stopwatch(), Stopwatch()
+        bar = ctx.progress(total, f"{self.name} {sampler_cls.name or sampler_cls.__name__}")
+        step = 0
+        for _epoch in range(proto["epochs"]):
+            with train_watch:
+                for xb, yb in _batches(data.train_x, data.train_y, bs, gen):
+                    for p in params:
+                        p.grad = None
+                    loss = F.cross_entropy(model(xb.reshape(shape)), yb)
+                    loss.backward()
+                    grads = [p.grad for p in params]
+                    for g, p, prec in zip(grads, params, precisions):
+                        g.add_(p.detach(), alpha=prec / num_data)  # grad of -log p(theta) / N
+                    try:
+                        sampler.step()
+                    except FloatingPointError as exc:
+                        raise Diverged(step, str(exc)) from exc
+                    if step % trace_every == 0:
+                        weight_trace[step // trace_every] = traced.detach().reshape(-1)[0]
+                    step += 1
+                    if step > burn_in and (step - burn_in) % thin == 0:
+                        with eval_watch:
+                            last_probs = self._predict(model, eval_x)
+                            prob_sum += last_probs
+                            kept += 1
+                bar.update(steps_per_epoch)
+        bar.close()
+        if kept == 0:
+            raise ValueError(f"protocol keeps no sample: {proto}")
+        predictive = (prob_sum / kept).cpu().numpy()
+        if not np.isfinite(predictive).all():
+            raise Diverged(step, "non-finite predictive probabilities")
+        metrics = self.evaluate(predictive, last_probs.double().cpu().numpy(), data.test_y.cpu().numpy(), sizes,
+                                list(data.ood))
+        metrics.update(train_time_s=train_watch.total - eval_watch.total, eval_time_s=eval_watch.total,
+                       samples=kept)
+        artifacts = self.artifacts(predictive, data.test_y.cpu().numpy(), sizes, list(data.ood),
+                                   weight_trace.cpu().numpy(), trace_every)
+        return RunResult(metrics=metrics, grad_evals=total, sampling_time_s=train_watch.total - eval_watch.total,
+                         artifacts=artifacts)
+
+    @staticmethod
+    @torch.inference_mode()
+    def _predict(model: torch.nn.Module, x: torch.Tensor, chunk: int = 10_000) -> torch.Tensor:
+        return torch.cat([F.softmax(model(x[i:i + chunk]), dim=1) for i in range(0, len(x), chunk)]).double()
+
+    @staticmethod
+    def _split(probs: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+        return np.split(probs, np.cumsum(sizes)[:-1])
+
+    def evaluate(self, predictive, single, labels, sizes, ood_names) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for prefix, probs in (("", predictive), ("single_", single)):
+            test, *oods = self._split(probs, sizes)
+            cls = M.classification_metrics(test, labels)
+            cls["error"] = 100.0 * (1.0 - cls["accuracy"])
+            ood = M.ood_metrics(test, oods[0])
+            out.update({prefix + k: float(v) for k, v in {**cls, **ood}.items()})
+            for name, probs_out in zip(ood_names[1:], oods[1:]):
+                extra = M.ood_metrics(test, probs_out)
+                out.update({f"{prefix}{name}_{k}": float(v) for k, v in extra.items() if k != "entropy_in"})
+            maxp = M.max_probability(oods[0])
+            out[prefix + "notmnist_confident"] = float(np.mean(maxp > CONFIDENT))
+            out[prefix + "notmnist_maxprob_mean"] = float(np.mean(maxp))
+        return out
+
+    def artifacts(self, predictive, labels, sizes, ood_names, weight_trace, trace_every) -> dict:
+        test, *oods = self._split(predictive, sizes)
+        bins = np.linspace(0.1, 1.0, 37)
+        hist = {name: np.histogram(M.max_probability(p), bins=bins)[0].tolist() for name, p in zip(ood_names, oods)}
+        hist["mnist"] = np.histogram(M.max_probability(test), bins=bins)[0].tolist()
+        rel = M.reliability_curve(test, labels)
+        fpr, tpr = M.roc_curve_ood(test, oods[0])
+        grid = np.linspace(0, 1, 101)
+        return {
+            "maxprob_hist": {"bins": bins.round(4).tolist(), "counts": hist},
+            "reliability": {k: np.asarray(v).round(5).tolist() for k, v in rel.items()},
+            "roc_notmnist": {"fpr": grid.tolist(), "tpr": np.interp(grid, fpr, tpr).round(5).tolist()},
+            "weight_trace": {"every": trace_every, "values": np.asarray(weight_trace, dtype=np.float64).round(6).tolist()},
+        }
+
+
+MNIST_TASKS: tuple[MNISTTask, ...] = (
+    MNISTTask("mnist-mlp", "mlp", ("quick", "default", "full"),
+              "MLP 784-400-400-10 on MNIST (50k train), batch 100; test accuracy and calibration; "
+              "OOD: notMNIST_small and Fashion-MNIST test"),
+    MNISTTask("mnist-cnn", "cnn", ("full",),
+              "LeNet-style CNN (conv32-pool-conv64-pool-fc200) on MNIST; same protocol and evaluation"),
+)
+
+
+# --------------------------------------------------------------------------- figures (used by report)
+def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
+    """The blog's two figures, a reliability diagram per sampler and ROC curves, per MNIST task."""
+    import matplotlib.pyplot as plt
+
+    out = []
+    by_key = {r["key"]: r for r in records}
+    for task in [t.name for t in MNIST_TASKS if t.name in set(frame.task)]:
+        sub = frame[(frame.task == task) & (frame.status == "ok") & (frame.seed == 0)]
+        rows = [(f"{r.sampler}" + ("" if r.variant == "tuned" else f" [{r.variant}]"), by_key[r.key].get("artifacts", {}))
+                for r in sub.itertuples()]
+        rows = [(label, a) for label, a in rows if a]
+        if not rows:
+            continue
+        # 1. one weight over steps, SGD against SGLD (and the rest), and its distribution in a window
+        fig, (ax_t, ax_h) = plt.subplots(1, 2, figsize=(12, 4))
+        for label, a in rows:
+            if "weight_trace" not in a or "[" in label:
+                continue
+            vals = np.asarray(a["weight_trace"]["values"])
+            steps = np.arange(len(vals)) * a["weight_trace"]["every"]
+            ax_t.plot(steps, vals, lw=0.7, label=label)
+            window = vals[-len(vals) // 5:]
+            ax_h.hist(window, bins=40, density=True, histtype="step", lw=1.5, label=label)
+        ax_t.set_xlabel("step")
+        ax_t.set_ylabel("value of one weight (layer 2)")
+        ax_t.set_title("one weight over the run")
+        ax_h.set_xlabel("weight value")
+        ax_h.set_title("its distribution over the last 20 % of steps")
+        ax_t.legend(fontsize=8)
+        fig.suptitle(f"{task}: SGD converges to a point, the samplers explore")
+        fig.tight_layout()
+        out.append(_save(fig, results_dir / f"{task}_weight.png"))
+        # 2. top predicted probability on notMNIST, every sampler
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for label, a in rows:
+            h = a["maxprob_hist"]
+            centers = 0.5 * (np.asarray(h["bins"][1:]) + np.asarray(h["bins"][:-1]))
+            counts = np.asarray(h["counts"]["notmnist"], dtype=float)
+            ax.plot(centers, counts / counts.sum(), marker=".", label=label)
+        ax.set_yscale("log")
+        ax.set_xlabel("top predicted probability on a notMNIST letter")
+        ax.set_ylabel("fraction of letters")
+        ax.set_title(f"{task}: how sure is the network that a letter is a digit?")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        out.append(_save(fig, results_dir / f"{task}_notmnist_confidence.png"))
+        # 3. reliability diagrams
+        n = len(rows)
+        cols = min(n, 4)
+        fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(3.2 * cols, 3.2 * math.ceil(n / cols)), squeeze=False)
+        for ax, (label, a) in zip(axes.flat, rows):
+            r = a["reliability"]
+            lo, hi = np.asarray(r["bin_lower"]), np.asarray(r["bin_upper"])
+            acc, count = np.asarray(r["accuracy"], dtype=float), np.asarray(r["count"])
+            ax.bar(lo, np.where(count > 0, acc, 0), width=hi - lo, align="edge", edgecolor="k", alpha=0.7)
+            ax.plot([0, 1], [0, 1], "r--", lw=1)
+            ax.set_title(label, fontsize=9)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        fig.suptitle(f"{task}: reliability (accuracy per confidence bin)")
+        fig.tight_layout()
+        out.append(_save(fig, results_dir / f"{task}_reliability.png"))
+        # 4. ROC curves MNIST vs notMNIST
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        for label, a in rows:
+            roc = a["roc_notmnist"]
+            ax.plot(roc["fpr"], roc["tpr"], label=label)
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        ax.set_xlabel("false positive rate (MNIST flagged)")
+        ax.set_ylabel("true positive rate (notMNIST flagged)")
+        ax.set_title(f"{task}: OOD detection by predictive entropy")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        out.append(_save(fig, results_dir / f"{task}_roc.png"))
+    return out
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
