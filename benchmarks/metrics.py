@@ -23,7 +23,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy import linalg, special, stats
+from scipy import linalg, special
 from scipy import fft as sp_fft
 from scipy.fft import next_fast_len
 
