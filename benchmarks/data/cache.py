@@ -1,0 +1,77 @@
+"""The cache of decoded arrays: one uncompressed uint8 npz per (dataset, split), written atomically.
+
+Each file holds ``images``, ``labels`` and ``meta`` (JSON: the source that filled it and the sha256 of
+the arrays). A read recomputes the digest; a file that is truncated, unreadable or whose arrays do
+not hash to the known digest is deleted with a warning, so that the loader rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import numpy as np
+
+from .core import CorruptFileError, array_sha256, check_arrays
+
+
+def default_cache_dir() -> Path:
+    """``$SGMCMC_CACHE_DIR``, else ``$XDG_CACHE_HOME/sgmcmc-bench``, else ``~/.cache/sgmcmc-bench``."""
+    if os.environ.get("SGMCMC_CACHE_DIR"):
+        return Path(os.environ["SGMCMC_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sgmcmc-bench"
+
+
+def cache_path(cache_dir: Path, dataset: str, split: str) -> Path:
+    return cache_dir / f"{dataset}-{split}.npz"
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through ``write(file)`` into a temp file beside it, fsync, then rename over it.
+
+    Readers see the old file or the whole new one, never a partial one; racing writers are safe.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), 0o644)  # mkstemp's 0600 would hide a shared cache from other users
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write(path: Path, images: np.ndarray, labels: np.ndarray, meta: dict) -> None:
+    """Cache uint8 ``images`` and ``labels`` with ``meta`` (their source, location, sha256, num_skipped)."""
+    meta_json = np.array(json.dumps(meta, sort_keys=True))
+    atomic_write(path, lambda file: np.savez(file, images=images, labels=labels, meta=meta_json))
+
+
+def read(path: Path, expected_sha256: str) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """(images, labels, meta) from the cache file, or None when it is missing or corrupt (then deleted)."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            images, labels = check_arrays(npz["images"], npz["labels"], str(path))
+            meta = json.loads(str(npz["meta"]))
+            meta = {key: meta[key] for key in ("source", "location", "sha256", "num_skipped")}
+        actual = array_sha256(images, labels)
+        problem = None if actual == expected_sha256 == meta["sha256"] else f"sha256 {actual}, expected {expected_sha256}"
+    except (CorruptFileError, OSError, EOFError, ValueError, KeyError, TypeError, zlib.error, zipfile.BadZipFile) as err:
+        problem = f"{type(err).__name__}: {err}"
+    if problem is None:
+        return images, labels, meta
+    warnings.warn(f"{path}: corrupt cache file ({problem}); deleting it to rebuild", stacklevel=3)
+    path.unlink(missing_ok=True)
+    return None
