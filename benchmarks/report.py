@@ -47,8 +47,8 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
             "grad_evals": rec.get("grad_evals", np.nan), "key": rec["key"],
         }
         for k, v in rec["metrics"].items():
-            if isinstance(v, (int, float)):
-                row[k] = float(v)
+            if v is None or isinstance(v, (int, float)):
+                row[k] = np.nan if v is None else float(v)
         rows.append(row)
     return pd.DataFrame(rows)
 

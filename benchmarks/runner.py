@@ -107,9 +107,22 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _json_safe(obj: Any) -> Any:
+    """NaN and +-Inf become null (strict JSON has no such numbers); numpy scalars become Python."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
 def write_record(results_dir: str | os.PathLike, record: dict) -> Path:
     path = records_dir(results_dir) / f"{record['key']}.json"
-    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, allow_nan=True) + "\n")
+    atomic_write_text(path, json.dumps(_json_safe(record), indent=1, sort_keys=True, allow_nan=False) + "\n")
     return path
 
 
