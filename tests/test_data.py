@@ -562,8 +562,10 @@ def test_batches_in_order_and_errors():
     assert [yb.tolist() for _, yb in D.Batches(x, y, 4, shuffle=False, drop_last=False)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     with pytest.raises(ValueError, match="same length"):
         D.Batches(x, y[:5], 2)
-    with pytest.raises(ValueError, match=r"batch_size must be an integer in 1\.\.10"):
-        D.Batches(x, y, 0)
+    for bad in (0, 11, 2.0):
+        with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1, and with drop_last at most .*\(10\)"):
+            D.Batches(x, y, bad)
+    assert len(D.Batches(x, y, 11, drop_last=False)) == 1
 
 
 def test_to_float():

