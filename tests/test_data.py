@@ -480,6 +480,18 @@ def test_corrupt_cache_is_rebuilt(tmp_path, known, damage):
     assert D.load_mnist("test", data_dir=data_dir).provenance.source == "cache"
 
 
+def test_racing_loaders_share_one_cache(tmp_path, known):
+    from concurrent.futures import ThreadPoolExecutor
+
+    data_dir = _mnist_data_dir(tmp_path)
+    with ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(lambda split: D.load_mnist(split, data_dir=data_dir), ["train", "test"] * 4))
+    for dataset, split in zip(loaded, ["train", "test"] * 4):
+        _assert_equal(dataset, *MNIST[split])
+    names = sorted(path.name for path in Path(os.environ["SGMCMC_CACHE_DIR"]).iterdir())
+    assert names == ["mnist-test.npz", "mnist-train.npz", "mnist-validation.npz"]
+
+
 def test_atomic_write_leaves_no_temp_file(tmp_path):
     target = tmp_path / "x.npz"
 

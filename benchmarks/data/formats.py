@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import pickle
 import tarfile
 import zipfile
@@ -51,7 +52,7 @@ def read_idx(path: Path) -> np.ndarray:
     ndim = data[3]
     header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)
     if len(data) != expected:
         raise CorruptFileError(f"{path}: IDX header says {list(shape)} = {expected} bytes, file has {len(data)} (truncated?)")
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
