@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("suite", choices=sorted(suites()), help="which suite")
     p_run.add_argument("--samplers", default=None,
                        help="comma-separated sampler names or module:Class (default: the five built-ins)")
+    p_run.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks")
     p_run.add_argument("--seeds", type=_positive_int("--seeds"), default=None,
                        help="number of seeds per configuration (default by profile: quick 1, default 3, full 5)")
     p_run.add_argument("--profile", choices=PROFILES, default="default", help="budget profile (default: default)")
@@ -130,8 +131,9 @@ def cmd_run(args) -> int:
         parser.error(str(exc))
     overrides = dict(args.hyper)
     try:
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
         specs = runner.build_grid(args.suite, args.profile, samplers, args.seeds, sweep=not args.no_sweep,
-                                  overrides=overrides)
+                                  overrides=overrides, tasks=tasks)
     except ValueError as exc:
         parser.error(str(exc))
     if not specs:

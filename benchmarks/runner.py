@@ -422,7 +422,7 @@ def hyper_for(task_cfg: dict, sampler: str) -> dict:
 
 def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, seeds: int | None = None,
                sweep: bool = True, overrides: dict | None = None,
-               configs: dict[str, dict] | None = None) -> list[RunSpec]:
+               configs: dict[str, dict] | None = None, tasks: Iterable[str] | None = None) -> list[RunSpec]:
     """Every run of ``suite`` under ``profile``: tuned rows x seeds, labelled extra rows
     (e.g. tempered posteriors) x seeds, and, for tasks with a ``sweep``, the step-size sweep
     (the tuned lr times each factor, seed 0)."""
@@ -433,7 +433,16 @@ def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, 
     names = list(samplers) if samplers else list(DEFAULT_SAMPLERS)
     overrides = overrides or {}
     specs: list[RunSpec] = []
-    for task in tasks_for(suite, profile):
+    selected = tasks_for(suite, profile)
+    if tasks is not None:
+        wanted = list(tasks)
+        names_in_suite = [t.name for t in selected]
+        unknown = [t for t in wanted if t not in names_in_suite]
+        if unknown:
+            raise ValueError(f"unknown task(s) {', '.join(unknown)} for suite {suite!r} in profile {profile!r}; "
+                             f"valid: {', '.join(names_in_suite)}")
+        selected = [t for t in selected if t.name in wanted]
+    for task in selected:
         cfg = configs.get(task.name, {})
         for name in names:
             hyper = {**hyper_for(cfg, name), **overrides}

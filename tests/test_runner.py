@@ -1,0 +1,273 @@
+"""The runner, its records, the CLI and the leaderboard, end to end on tiny toy grids."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks import report, runner
+from benchmarks.__main__ import main
+from benchmarks.tasks import gaussian
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(chains=4, steps=400, burn_in=100, thin=5)
+
+
+@pytest.fixture
+def tiny_profile(monkeypatch):
+    """The quick profile shrunk to a few hundred steps so a grid runs in seconds."""
+    monkeypatch.setitem(gaussian.TOY_PROFILES, "quick", TINY)
+
+
+def run_cli(*args: str) -> int:
+    return main(["run", "toy", "--profile", "quick", *args])
+
+
+def records(results: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((results / "records").glob("*.json"))]
+
+
+def test_tiny_grid_end_to_end(tmp_path, tiny_profile, capsys):
+    rc = run_cli("--tasks", "gauss-corr-2d,blr", "--samplers", "sgld,sghmc", "--no-sweep",
+                 "--results-dir", str(tmp_path))
+    assert rc == 0
+    recs = records(tmp_path)
+    assert len(recs) == 4
+    for rec in recs:
+        assert rec["status"] == "ok", rec.get("error")
+        assert rec["key"] == Path(tmp_path / "records" / f"{rec['key']}.json").stem
+        assert rec["grad_evals"] == TINY["steps"] * TINY["chains"]
+        assert rec["wall_time_s"] > 0
+        assert set(rec["metrics"]) >= {"kl", "w2", "mean_error", "var_error", "ess_min", "rhat_max",
+                                       "ess_per_second", "ess_per_1k_grads"}
+        prov = rec["provenance"]
+        assert prov["versions"]["torch"] and prov["device"] == "cpu" and "git_commit" in prov
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "## gauss-corr-2d" in md and "## blr" in md and "Summary" in md
+    assert "**" in md  # best values marked
+    csv = (tmp_path / "leaderboard.csv").read_text().splitlines()
+    assert csv[0].startswith("task,sampler,variant")
+    assert len(csv) > 1
+
+
+def test_record_round_trip(tmp_path):
+    spec = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 3, "quick")
+    rec = {"key": spec.key, "config": spec.config(), "status": "ok", "metrics": {"kl": 0.5, "bad": float("nan")}}
+    path = runner.write_record(tmp_path, rec)
+    back = runner.read_record(path)
+    assert back["config"] == spec.config()
+    assert back["metrics"] == {"kl": 0.5, "bad": None}  # strict JSON: NaN is written as null
+    assert not list((tmp_path / "records").glob("*.tmp"))
+
+
+def test_spec_key_depends_on_every_field():
+    base = runner.RunSpec.make("t", "sgld", {"lr": 0.1}, 0, "quick")
+    others = [runner.RunSpec.make("t2", "sgld", {"lr": 0.1}, 0, "quick"),
+              runner.RunSpec.make("t", "sghmc", {"lr": 0.1}, 0, "quick"),
+              runner.RunSpec.make("t", "sgld", {"lr": 0.2}, 0, "quick"),
+              runner.RunSpec.make("t", "sgld", {"lr": 0.1}, 1, "quick"),
+              runner.RunSpec.make("t", "sgld", {"lr": 0.1}, 0, "default")]
+    assert len({base.key, *[o.key for o in others]}) == 6
+    assert base.key == runner.RunSpec.make("t", "sgld", {"lr": 0.1}, 0, "quick").key
+
+
+def test_rerun_skips_and_force_reruns(tmp_path, tiny_profile, capsys):
+    args = ("--tasks", "gauss-corr-2d", "--samplers", "sgld", "--no-sweep", "--results-dir", str(tmp_path))
+    assert run_cli(*args) == 0
+    first = {r["key"]: r["started_at"] for r in records(tmp_path)}
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "records").glob("*.json")}
+    capsys.readouterr()
+    assert run_cli(*args) == 0
+    assert "1 already recorded" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "records").glob("*.json")} == mtimes
+    time.sleep(1.1)
+    assert run_cli(*args, "--force") == 0
+    again = {r["key"]: r["started_at"] for r in records(tmp_path)}
+    assert again.keys() == first.keys() and again != first
+
+
+def test_same_seed_same_metrics(tmp_path, tiny_profile):
+    spec = runner.RunSpec.make("gauss-corr-2d", "sghmc", {"lr": 0.01, "friction": 0.1}, 7, "quick")
+    a = runner.run_one(spec, runner.RunOptions(results_dir=str(tmp_path / "a")))
+    b = runner.run_one(spec, runner.RunOptions(results_dir=str(tmp_path / "b")))
+    assert a["status"] == b["status"] == "ok"
+    for k in ("kl", "w2", "mean_error", "var_error", "ess_min"):
+        assert a["metrics"][k] == b["metrics"][k]
+
+
+def test_corrupt_record_is_reported_and_rerun(tmp_path, tiny_profile, capsys):
+    args = ("--tasks", "gauss-corr-2d", "--samplers", "sgld", "--no-sweep", "--results-dir", str(tmp_path))
+    assert run_cli(*args) == 0
+    (path,) = (tmp_path / "records").glob("*.json")
+    path.write_text('{"key": "abc", "config": ')  # truncated
+    stray = tmp_path / "records" / "zzz.json"
+    stray.write_text("[1, 2, 3]")
+    capsys.readouterr()
+    assert main(["report", "--results-dir", str(tmp_path)]) == 1  # nothing valid left to report
+    err = capsys.readouterr().err
+    assert str(path) in err and str(stray) in err
+    assert run_cli(*args) == 0  # the corrupt configuration is rerun, the stray file is only reported
+    assert runner.read_record(path)["status"] == "ok"
+    assert main(["report", "--results-dir", str(tmp_path)]) == 0
+
+
+def test_divergence_is_recorded_and_grid_goes_on(tmp_path, tiny_profile, capsys):
+    rc = run_cli("--tasks", "gauss-corr-2d", "--samplers", "sgld,sghmc", "--no-sweep", "--hyper", "lr=50",
+                 "--results-dir", str(tmp_path))
+    assert rc == 0
+    recs = {r["config"]["sampler"]: r for r in records(tmp_path)}
+    assert set(recs) == {"sgld", "sghmc"}
+    for rec in recs.values():
+        assert rec["status"] == "diverged"
+        assert rec["divergence"]["step"] >= 0
+        assert "non-finite" in rec["divergence"]["reason"]
+        assert rec["config"]["variant"] == "custom"
+    assert "diverged" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_failed_run_is_recorded_with_the_error(tmp_path, tiny_profile):
+    spec = runner.RunSpec.make("gauss-corr-2d", "sghmc", {"lr": 0.01, "friction": 5.0}, 0, "quick")
+    rec = runner.run_one(spec, runner.RunOptions(results_dir=str(tmp_path)))
+    assert rec["status"] == "failed"
+    assert "friction" in rec["error"] and "(0.0, 1.0]" in rec["error"]
+    # a failed record is retried by the next run, unlike ok and diverged ones
+    todo, done = runner.pending([spec], tmp_path)
+    assert todo == [spec] and done == []
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "nosuchsuite"], "invalid choice"),
+    (["run", "toy", "--samplers", "nosuch"], "valid: psgld, sgd, sghmc, sgld, underdamped"),
+    (["run", "toy", "--profile", "huge"], "invalid choice: 'huge'"),
+    (["run", "toy", "--seeds", "0"], "--seeds must be an integer >= 1"),
+    (["run", "toy", "--jobs", "0"], "--jobs must be an integer >= 1"),
+    (["run", "toy", "--tasks", "nope"], "valid: gauss-iso-100"),
+    (["run", "toy", "--hyper", "lr"], "KEY=VALUE"),
+    (["run", "toy", "--samplers", "os:path"], "not a subclass of sgmcmc.Sampler"),
+])
+def test_cli_errors_exit_2_with_valid_values(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_cuda_without_gpu_is_a_clear_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "toy", "--device", "cuda"])
+    assert exc.value.code == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+    assert str(runner.resolve_device("auto")) == "cpu"
+
+
+def test_user_sampler_as_module_class_joins_the_tables(tmp_path, tiny_profile, monkeypatch):
+    (tmp_path / "my_samplers.py").write_text(textwrap.dedent('''
+        import math, torch
+        from sgmcmc import Sampler
+
+        class NaiveSGLD(Sampler):
+            """SGLD written per parameter, the way a user would drop one in."""
+            def _update(self, group, params, grads):
+                scale = math.sqrt(2 * group["lr"] * group["temperature"] / group["num_data"])
+                for p, g in zip(params, grads):
+                    p.add_(g, alpha=-group["lr"]).add_(torch.randn_like(p), alpha=scale)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "results"
+    assert run_cli("--tasks", "gauss-corr-2d", "--samplers", "sgld,my_samplers:NaiveSGLD", "--no-sweep",
+                   "--results-dir", str(out)) == 0
+    recs = {r["config"]["sampler"]: r for r in records(out)}
+    assert recs["my_samplers:NaiveSGLD"]["status"] == "ok"
+    # with no config entry of its own, the user's sampler starts from sgld's tuned lr
+    assert recs["my_samplers:NaiveSGLD"]["config"]["hyper"] == recs["sgld"]["config"]["hyper"]
+    assert "my_samplers:NaiveSGLD" in (out / "leaderboard.md").read_text()
+
+
+def test_sweep_runs_each_factor_and_plots(tmp_path, tiny_profile):
+    assert run_cli("--tasks", "gauss-corr-2d", "--samplers", "sgld", "--results-dir", str(tmp_path)) == 0
+    recs = records(tmp_path)
+    factors = runner.load_configs()["gauss-corr-2d"]["sweep"]
+    assert len(recs) == len(factors)  # the tuned seed-0 run is the sweep's centre point
+    lrs = sorted(r["config"]["hyper"]["lr"] for r in recs)
+    base = runner.load_configs()["gauss-corr-2d"]["sgld"]["lr"]
+    assert lrs == pytest.approx(sorted(base * f for f in factors))
+    assert (tmp_path / "sweep_gauss-corr-2d.png").stat().st_size > 1000
+
+
+def test_report_alone_rebuilds_from_records(tmp_path, tiny_profile):
+    assert run_cli("--tasks", "gauss-corr-2d", "--samplers", "sgld,sghmc", "--no-sweep", "--no-report",
+                   "--results-dir", str(tmp_path)) == 0
+    assert not (tmp_path / "leaderboard.md").exists()
+    assert main(["report", "--results-dir", str(tmp_path)]) == 0
+    frame = report.records_frame(runner.load_records(tmp_path))
+    display, long = report.task_table(frame, "gauss-corr-2d")
+    assert list(display.sampler) == ["sgld", "sghmc"]
+    summary, numeric = report.summary_table(frame)
+    assert sorted(numeric["rank"]) == [1, 2]
+
+
+@pytest.mark.slow
+def test_jobs_2_gives_the_same_records_as_sequential(tmp_path):
+    args = ("--tasks", "gauss-corr-2d", "--samplers", "sgld,psgld", "--no-sweep", "--no-report")
+    assert run_cli(*args, "--results-dir", str(tmp_path / "seq")) == 0
+    assert run_cli(*args, "--jobs", "2", "--results-dir", str(tmp_path / "par")) == 0
+    seq = {r["key"]: r["metrics"] for r in records(tmp_path / "seq")}
+    par = {r["key"]: r["metrics"] for r in records(tmp_path / "par")}
+    assert seq.keys() == par.keys() and len(seq) == 2
+    for key in seq:
+        assert seq[key]["kl"] == par[key]["kl"]
+        assert par[key]["ess_per_second"] > 0
+
+
+@pytest.mark.slow
+def test_kill_9_loses_no_finished_record_and_rerun_resumes(tmp_path):
+    cmd = [sys.executable, "-m", "benchmarks", "run", "toy", "--profile", "quick", "--tasks", "gauss-corr-2d",
+           "--no-report", "--results-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = tmp_path / "records"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(folder.glob("*.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = list(folder.glob("*.json"))
+    assert 2 <= len(done)
+    for path in done:
+        runner.read_record(path)  # every file present is a whole, valid record
+    total = len(runner.build_grid("toy", "quick", tasks=["gauss-corr-2d"]))
+    assert len(done) < total, "the grid finished before the kill: make it longer"
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert f"{len(done)} already recorded" in out.stdout
+    assert len(list(folder.glob("*.json"))) == total
+    assert not [p for p in folder.iterdir() if p.suffix != ".json"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    cmd = [sys.executable, "-m", "benchmarks", "run", "toy", "--profile", "quick", "--tasks", "gauss-corr-2d",
+           "--no-report", "--results-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = tmp_path / "records"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(folder.glob("*.json"))) < 1:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "resume" in err
+    for path in folder.glob("*"):
+        assert path.suffix == ".json"
+        runner.read_record(path)
