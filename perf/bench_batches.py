@@ -3,6 +3,8 @@
 Run: python -m pytest perf/bench_batches.py --benchmark-only
 The data is random (the shape is what matters), on the CPU, as in the hand-measured figures that
 Batches must match: 0.033 s an epoch by hand, 0.21 s with DataLoader(TensorDataset).
+On a machine busy with other jobs, also run it with OMP_NUM_THREADS=1: each 100-row gather is split
+across torch's threads, and an oversubscribed CPU makes every one of them wait for a descheduled peer.
 """
 
 import pytest
