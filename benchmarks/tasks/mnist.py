@@ -15,7 +15,8 @@ Protocol (the same for every sampler, SGD included): ``epochs`` of batch-100 ste
 epoch), the first ``burn_in_epochs`` discarded, then one kept sample every ``thin`` steps. The
 posterior predictive is the running average of the softmax of the kept samples over the MNIST test
 set, notMNIST_small and Fashion-MNIST test (samples are never stored). The last kept sample's own
-predictions give the ``single_*`` metrics (one network, no averaging).
+predictions give the ``single_*`` metrics (one network, no averaging). ``evaluate_on =
+"validation"`` swaps the MNIST test set for the 10,000 validation images: configs are tuned so.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
+from ..data import Batches
 from ..models import build_model
 from .base import Diverged, Metric, RunContext, RunResult, Stopwatch, Task, build_sampler, check_profile
 
@@ -41,7 +43,7 @@ MNIST_PROFILES = {
 }
 
 #: task-level keys a config row may set beside the sampler's hyperparameters
-TASK_KEYS = {"prior": "isotropic", "prior_sd": 1.0}
+TASK_KEYS = {"prior": "isotropic", "prior_sd": 1.0, "evaluate_on": "test"}
 
 CONFIDENT = 0.9  # the "confidently wrong on letters" threshold of max probability
 
@@ -75,38 +77,29 @@ class ImageData:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-def _to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return images.to(device).reshape(len(images), -1).float().div_(255.0)
-
-
 _DATA_CACHE: dict[tuple, ImageData] = {}
 
 
-def load_real_data(ctx: RunContext) -> ImageData:
-    """MNIST train (50k) and test, notMNIST_small and Fashion-MNIST test, through benchmarks.data."""
-    key = (ctx.data_dir, ctx.offline, str(ctx.device))
+def load_real_data(ctx: RunContext, evaluate_on: str = "test") -> ImageData:
+    """MNIST train (50k) and test (or validation, for tuning), notMNIST_small and Fashion-MNIST test."""
+    if evaluate_on not in ("test", "validation"):
+        raise ValueError(f"evaluate_on={evaluate_on!r}; valid: test, validation")
+    key = (ctx.data_dir, ctx.offline, str(ctx.device), evaluate_on)
     if key not in _DATA_CACHE:
         from .. import data as D
 
         opts = dict(data_dir=ctx.data_dir, offline=ctx.offline)
-        train, test = D.load_mnist("train", **opts), D.load_mnist("test", **opts)
+        train, test = D.load_mnist("train", **opts), D.load_mnist(evaluate_on, **opts)
         notmnist, fashion = D.load_notmnist(**opts), D.load_fashion_mnist("test", **opts)
+        f = lambda d: D.to_float(d.images, ctx.device)  # noqa: E731
         _DATA_CACHE[key] = ImageData(
-            train_x=_to_float(train.images, ctx.device), train_y=train.labels.long().to(ctx.device),
-            test_x=_to_float(test.images, ctx.device), test_y=test.labels.long().to(ctx.device),
-            ood={"notmnist": _to_float(notmnist.images, ctx.device), "fashion": _to_float(fashion.images, ctx.device)},
+            train_x=f(train), train_y=train.labels.long().to(ctx.device),
+            test_x=f(test), test_y=test.labels.long().to(ctx.device),
+            ood={"notmnist": f(notmnist), "fashion": f(fashion)},
             provenance={f"{d.provenance.dataset}/{d.provenance.split}": d.provenance.to_dict()
                         for d in (train, test, notmnist, fashion)},
         )
     return _DATA_CACHE[key]
-
-
-def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, gen: torch.Generator):
-    """One epoch of minibatches: a randperm, then indexing (no per-item Python)."""
-    perm = torch.randperm(len(x), generator=gen).to(x.device)
-    for i in range(len(x) // batch_size):
-        idx = perm[i * batch_size:(i + 1) * batch_size]
-        yield x[idx], y[idx]
 
 
 def _prior_precisions(model: torch.nn.Module, prior: str, prior_sd: float) -> list[float]:
@@ -129,7 +122,7 @@ class MNISTTask(Task):
     metrics = MNIST_METRICS
 
     def __init__(self, name: str, model: str, profiles: tuple[str, ...], description: str,
-                 data: Callable[[RunContext], ImageData] = load_real_data, protocol_overrides: dict | None = None):
+                 data: Callable[[RunContext, str], ImageData] = load_real_data, protocol_overrides: dict | None = None):
         self.name, self.model, self.profiles, self.description = name, model, profiles, description
         self.data = data
         self.protocol_overrides = protocol_overrides or {}
@@ -141,7 +134,7 @@ class MNISTTask(Task):
         proto = self.protocol(ctx.profile)
         hyper = dict(hyper)
         task_opts = {k: hyper.pop(k, v) for k, v in TASK_KEYS.items()}
-        data = self.data(ctx)
+        data = self.data(ctx, task_opts["evaluate_on"])
         ctx.datasets.update({k: v.get("sha256", v) if isinstance(v, dict) else v for k, v in data.provenance.items()})
         device = ctx.device
         gen = torch.Generator().manual_seed(ctx.seed)
@@ -169,9 +162,10 @@ class MNISTTask(Task):
         train_watch, eval_watch = Stopwatch(), Stopwatch()
         bar = ctx.progress(total, f"{self.name} {sampler_cls.name or sampler_cls.__name__}")
         step = 0
+        batches = Batches(data.train_x, data.train_y, bs, generator=gen)
         for _epoch in range(proto["epochs"]):
             with train_watch:
-                for xb, yb in _batches(data.train_x, data.train_y, bs, gen):
+                for xb, yb in batches:
                     for p in params:
                         p.grad = None
                     loss = F.cross_entropy(model(xb.reshape(shape)), yb)
