@@ -1,0 +1,152 @@
+"""The MNIST task on a tiny generated image set (seconds), and once on the real data (CI)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sgmcmc
+from benchmarks import metrics as M
+from benchmarks import runner
+from benchmarks.models import LeNet, MLP, build_model, num_parameters
+from benchmarks.tasks import mnist as mnist_task
+from benchmarks.tasks.base import RunContext
+
+
+def synthetic_data(ctx: RunContext, evaluate_on: str = "test", n_train: int = 400, n_test: int = 200) -> mnist_task.ImageData:
+    """Digits as class-specific bright bars on noise; OOD: uniform noise and inverted images."""
+    gen = torch.Generator().manual_seed(1234)
+
+    def make(n):
+        y = torch.arange(n) % 10
+        x = 0.1 * torch.rand(n, 28, 28, generator=gen)
+        for k in range(10):
+            x[y == k, 2 + 2 * k: 4 + 2 * k, 4:24] = 1.0
+        return x.reshape(n, -1), y
+
+    train_x, train_y = make(n_train)
+    test_x, test_y = make(n_test)
+    return mnist_task.ImageData(train_x, train_y, test_x, test_y,
+                                ood={"notmnist": torch.rand(150, 784, generator=gen), "fashion": 1.0 - test_x[:100]},
+                                provenance={"synthetic/train": {"sha256": "0" * 64}})
+
+
+def tiny_task(model="mlp", **proto) -> mnist_task.MNISTTask:
+    return mnist_task.MNISTTask("mnist-synthetic", model, ("quick",), "synthetic", data=synthetic_data,
+                                protocol_overrides={"epochs": 3, "burn_in_epochs": 1, "thin": 2, "batch_size": 20, **proto})
+
+
+def test_network_shapes_and_sizes():
+    mlp, cnn = MLP(), LeNet()
+    assert mlp(torch.zeros(5, 784)).shape == (5, 10)
+    assert cnn(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+    assert num_parameters(mlp) == 784 * 400 + 400 + 400 * 400 + 400 + 400 * 10 + 10  # 478,410
+    assert build_model("cnn").input_shape == (1, 28, 28)
+    with pytest.raises(ValueError, match="valid: mlp, cnn"):
+        build_model("resnet")
+
+
+def test_prior_precisions():
+    model = MLP()
+    iso = mnist_task._prior_precisions(model, "isotropic", 2.0)
+    assert iso == [0.25] * 6
+    fanin = mnist_task._prior_precisions(model, "fanin", 1.0)
+    assert fanin == [784.0, 1.0, 400.0, 1.0, 400.0, 1.0]
+    with pytest.raises(ValueError, match="valid: isotropic, fanin"):
+        mnist_task._prior_precisions(model, "laplace", 1.0)
+
+
+@pytest.mark.parametrize("sampler", ["sgd", "sgld", "psgld", "sghmc", "underdamped"])
+def test_every_sampler_runs_end_to_end_and_learns(sampler):
+    hyper = {"lr": 0.001 if sampler == "psgld" else 0.05}
+    if sampler in ("sghmc", "underdamped"):
+        hyper = {"lr": 0.01, "friction": 0.1}
+    torch.manual_seed(0)
+    result = tiny_task().run(sgmcmc.get(sampler), {**hyper, "temperature": 0.01}, RunContext(seed=0, profile="quick"))
+    m = result.metrics
+    assert m["accuracy"] > 0.5, m  # 10 classes: chance is 0.1
+    assert 0 <= m["ece"] <= 1 and m["nll"] > 0 and 0 <= m["brier"] <= 2
+    assert 0 <= m["auroc_entropy"] <= 1 and "fashion_auroc_entropy" in m and "single_accuracy" in m
+    assert m["samples"] == (3 - 1) * (400 // 20) // 2
+    assert result.grad_evals == 3 * 400 // 20
+    a = result.artifacts
+    assert sum(a["maxprob_hist"]["counts"]["notmnist"]) == 150
+    assert len(a["roc_notmnist"]["tpr"]) == 101 and len(a["weight_trace"]["values"]) == 60 // 10
+
+
+def test_cnn_runs():
+    torch.manual_seed(0)
+    result = tiny_task("cnn", epochs=2).run(sgmcmc.get("sgld"), {"lr": 0.05}, RunContext(seed=0, profile="quick"))
+    assert np.isfinite(result.metrics["nll"])
+
+
+def test_streaming_predictive_equals_average_of_stored_predictions(monkeypatch):
+    stored = []
+    original = mnist_task.MNISTTask._predict
+
+    def spy(model, x, chunk=10_000):
+        out = original(model, x, chunk)
+        stored.append(out.clone())
+        return out
+
+    monkeypatch.setattr(mnist_task.MNISTTask, "_predict", staticmethod(spy))
+    ctx = RunContext(seed=3, profile="quick")
+    torch.manual_seed(3)
+    task = tiny_task()
+    result = task.run(sgmcmc.get("sgld"), {"lr": 0.05}, ctx)
+    assert len(stored) == result.metrics["samples"] > 1
+    data = synthetic_data(ctx)
+    average = torch.stack(stored).mean(0).numpy()[: len(data.test_y)]
+    labels = data.test_y.numpy()
+    assert result.metrics["accuracy"] == pytest.approx(M.accuracy(average, labels), abs=1e-12)
+    assert result.metrics["nll"] == pytest.approx(M.nll(average, labels), rel=1e-9)
+    last = stored[-1].numpy()[: len(labels)]
+    assert result.metrics["single_nll"] == pytest.approx(M.nll(last, labels), rel=1e-9)
+
+
+def test_seed_reproduces_the_run():
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        runs.append(tiny_task().run(sgmcmc.get("sgld"), {"lr": 0.05}, RunContext(seed=5, profile="quick")))
+    assert runs[0].metrics["nll"] == runs[1].metrics["nll"]
+    assert runs[0].artifacts["weight_trace"] == runs[1].artifacts["weight_trace"]
+
+
+def test_divergence_is_reported():
+    from benchmarks.tasks.base import Diverged
+
+    with pytest.raises(Diverged) as exc:
+        tiny_task().run(sgmcmc.get("sgld"), {"lr": 1e6}, RunContext(seed=0, profile="quick"))
+    assert exc.value.step >= 0 and "non-finite" in exc.value.reason
+
+
+def test_through_the_runner_with_records_and_figures(tmp_path, monkeypatch):
+    from benchmarks import report
+    import benchmarks.tasks as tasks
+
+    task = tiny_task()
+    task.name = "mnist-mlp"  # stand in for the real task so the report draws its figures
+    monkeypatch.setattr(mnist_task, "MNIST_TASKS", (task,))
+    monkeypatch.setattr(tasks, "_mnist_tasks", lambda: (task,))
+    opts = runner.RunOptions(results_dir=str(tmp_path))
+    for sampler, hyper in (("sgd", {"lr": 0.05}), ("sgld", {"lr": 0.05})):
+        rec = runner.run_one(runner.RunSpec.make("mnist-mlp", sampler, hyper, 0, "quick"), opts)
+        assert rec["status"] == "ok", rec.get("error")
+        assert rec["provenance"]["datasets"] == {"synthetic/train": "0" * 64}
+    path = report.build(tmp_path, profile="quick")
+    text = path.read_text()
+    assert "## mnist-mlp" in text and "notMNIST AUROC (entropy)" in text
+    for name in ("weight", "notmnist_confidence", "reliability", "roc"):
+        assert (tmp_path / f"mnist-mlp_{name}.png").stat().st_size > 1000
+
+
+@pytest.mark.realdata
+def test_mlp_one_short_epoch_on_real_mnist_beats_90_percent():
+    task = mnist_task.MNISTTask("mnist-mlp", "mlp", ("quick",), "real, one epoch",
+                                protocol_overrides={"epochs": 1, "burn_in_epochs": 0, "thin": 250})
+    torch.manual_seed(0)
+    result = task.run(sgmcmc.get("sgld"), {"lr": 0.1}, RunContext(seed=0, profile="quick"))
+    assert result.metrics["accuracy"] > 0.90, result.metrics
+    assert 0.5 < result.metrics["auroc_entropy"] <= 1.0
