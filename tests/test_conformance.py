@@ -1,0 +1,288 @@
+"""sgmcmc.testing: every sampler (the five built-ins and a third-party one) passes the conformance
+checks, and samplers that break the contract fail them, each with the failed check named.
+
+Default run: every exact check on every sampler, the ``stationary`` check (T = 1, 256 chains x 6000
+steps) on every sampler, ``step_bias`` on sgld, and the deliberately wrong samplers. The full
+``check_sampler`` run of every sampler (adding ``tempered``, ``gradient_noise``, ``step_bias``) is
+marked slow. Everything is seeded, so each statistical outcome is fixed; the tolerances are the
+documented ones in :mod:`sgmcmc.testing` (mean within 4 MCSE, variances within 10 %; 15 % under
+gradient noise).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import sgmcmc
+from sgmcmc import SGLD, Sampler
+from sgmcmc.testing import (
+    CHECKS,
+    CheckFailed,
+    ConformanceError,
+    Protocol,
+    check_sampler,
+    effective_sample_size,
+    gaussian_problem,
+    list_checks,
+    measure_bias,
+    run_check,
+)
+
+PLUGIN = "tests.plugin_sampler:LeimkuhlerMatthews"
+
+# (sampler, keyword arguments for the statistical checks)
+SAMPLERS = {
+    "sgd": {},
+    "sgld": {},
+    "psgld": {"lr": 0.02, "alpha": 0.9999},  # preconditioned: its own step scale (see sgmcmc.testing)
+    "sghmc": {},
+    "underdamped": {},
+    PLUGIN: {},
+}
+EXACT_CHECKS = list_checks(statistical=False)
+
+
+def _hyper(kwargs: dict) -> dict:
+    return {k: v for k, v in kwargs.items() if k != "lr"}
+
+
+# ---------------------------------------------------------------------- the suite itself
+def test_list_checks_names_and_applicability():
+    names = list_checks()
+    assert names == list(CHECKS)
+    for expected in ("stationary", "tempered", "gradient_noise", "step_bias", "reproducible", "state_dict_resume",
+                     "optimizer_api", "lr_schedulers", "grad_none_skipped", "nonfinite_gradient",
+                     "hyperparameter_validation", "temperature_zero"):
+        assert expected in names
+    assert "step_bias" not in list_checks("sgd")  # no noise, no stationary variance
+    assert "step_bias" in list_checks("sgld")
+    assert set(list_checks(statistical=True)) == {"stationary", "tempered", "gradient_noise", "step_bias"}
+    with pytest.raises(KeyError, match="valid"):
+        run_check("no_such_check", "sgld")
+
+
+def test_gaussian_problem_is_as_documented():
+    problem = gaussian_problem()
+    assert problem.dim == 10
+    assert problem.condition == pytest.approx(50.0)
+    cov = problem.covariance
+    off = cov - torch.diag(torch.diagonal(cov))
+    assert float(off.abs().max()) > 0.1 * float(torch.diagonal(cov).min())  # dense, not diagonal
+    assert torch.allclose(problem.precision @ cov, torch.eye(10, dtype=torch.float64), atol=1e-10)
+
+
+def test_ess_matches_arviz():
+    """Our ESS is arviz's ess(method='mean') (Geyer initial monotone sequence over all chains)."""
+    az = pytest.importorskip("arviz")
+    g = torch.Generator().manual_seed(0)
+    chains, n = 8, 1000
+    for rho in (0.0, 0.5, 0.9, 0.99):
+        x = torch.zeros(chains, n, dtype=torch.float64)
+        e = torch.randn(chains, n, generator=g, dtype=torch.float64)
+        x[:, 0] = e[:, 0] / math.sqrt(1 - rho**2) if rho < 1 else e[:, 0]
+        for t in range(1, n):
+            x[:, t] = rho * x[:, t - 1] + e[:, t]
+        ours = float(effective_sample_size(x.unsqueeze(-1)))
+        ref = float(az.ess(x.numpy(), method="mean"))
+        assert ours == pytest.approx(ref, rel=1e-6), (rho, ours, ref)
+
+
+def test_run_check_leaves_the_global_generator_alone():
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    run_check("reproducible", "sgld")
+    assert torch.equal(state, torch.get_rng_state())
+
+
+# ---------------------------------------------------------------------- every sampler, exact checks
+@pytest.mark.parametrize("check", EXACT_CHECKS)
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_exact_check(sampler, check):
+    run_check(check, sampler, **SAMPLERS[sampler]).raise_for_failure()
+
+
+# ---------------------------------------------------------------------- every sampler, statistics
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_stationary(sampler):
+    result = run_check("stationary", sampler, **SAMPLERS[sampler]).raise_for_failure()
+    if sgmcmc.testing.resolve_sampler(sampler).uses_noise:
+        assert result.numbers["max_abs_var_err"] <= 0.10
+        assert result.numbers["max_abs_mean_z"] <= 4.0
+        assert result.numbers["ess_mean_min"] > 400  # enough mixing for the tolerances to mean something
+    else:
+        assert result.numbers["max_dist_to_mode_sd"] <= 1e-3
+
+
+def test_step_bias_grows_for_sgld():
+    result = run_check("step_bias", "sgld").raise_for_failure()
+    n = result.numbers
+    assert n["stiff_var_err_4x"] > n["stiff_var_err_1x"] + 5 * n["stiff_var_se_4x"]
+
+
+@pytest.mark.slow
+def test_step_bias_grows_for_psgld():
+    result = run_check("step_bias", "psgld", **SAMPLERS["psgld"]).raise_for_failure()
+    n = result.numbers
+    assert n["stiff_var_err_4x"] > n["stiff_var_err_1x"] + 5 * n["stiff_var_se_4x"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_check_sampler_full(sampler):
+    results = check_sampler(sampler, **SAMPLERS[sampler])
+    assert [r.check for r in results] == list_checks(sampler)
+    assert all(r.status == "passed" for r in results)
+
+
+# ---------------------------------------------------------------------- samplers that break the contract
+class NoiseWithoutN(SGLD):
+    """WRONG: noise sqrt(2 h T) instead of sqrt(2 h T / N): the variance comes out N times too large."""
+
+    def _update(self, group, params, grads):
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
+        scale = math.sqrt(2.0 * group["lr"] * group["temperature"])
+        torch._foreach_add_(params, self._noise(params, std=scale))
+
+
+class NoiseWithoutFactorTwo(SGLD):
+    """WRONG: noise sqrt(h T / N): the variance comes out half as large."""
+
+    def _update(self, group, params, grads):
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
+        scale = math.sqrt(group["lr"] * group["temperature"] / group["num_data"])
+        torch._foreach_add_(params, self._noise(params, std=scale))
+
+
+class IgnoresTemperature(SGLD):
+    """WRONG: always samples at T = 1."""
+
+    def _update(self, group, params, grads):
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
+        torch._foreach_add_(params, self._noise(params, std=math.sqrt(2.0 * group["lr"] / group["num_data"])))
+
+
+@pytest.mark.parametrize("wrong", [NoiseWithoutN, NoiseWithoutFactorTwo])
+def test_wrong_noise_fails_stationary(wrong):
+    with pytest.raises(ConformanceError) as info:
+        check_sampler(wrong, checks=["stationary", "reproducible"])
+    err = info.value
+    assert [r.check for r in err.failed] == ["stationary"]  # the exact check passes; the statistics do not
+    message = str(err)
+    assert "stationary" in message and "marginal variance" in message
+    assert "reproducible" not in message.split("\n", 1)[1]
+    numbers = err.failed[0].numbers
+    expected = 100.0 if wrong is NoiseWithoutN else 0.5  # N = 100
+    # the measured variance ratio is reported, and is what the bug predicts
+    assert numbers["mean_var_err"] == pytest.approx(expected - 1.0, rel=0.1)
+
+
+@pytest.mark.slow
+def test_ignoring_temperature_fails_tempered():
+    results = check_sampler(IgnoresTemperature, checks=["stationary", "tempered"], raise_on_failure=False)
+    status = {r.check: r.status for r in results}
+    assert status == {"stationary": "passed", "tempered": "failed"}
+
+
+def test_conformance_error_lists_every_failed_check_with_numbers():
+    protocol = Protocol(steps=1500, burn_in=500)  # quick: the bug is gross
+    with pytest.raises(ConformanceError) as info:
+        check_sampler(NoiseWithoutN, checks=["stationary", "gradient_noise", "optimizer_api"], protocol=protocol)
+    err = info.value
+    assert [r.check for r in err.failed] == ["stationary", "gradient_noise"]
+    text = str(err)
+    assert "failed 2 of 3 conformance checks: stationary, gradient_noise" in text
+    assert "max_abs_var_err=" in text and "lr=" in text
+
+
+class CachesLr(SGLD):
+    """WRONG: reads lr once at construction, so schedulers have no effect."""
+
+    def __init__(self, params, lr, **kw):
+        super().__init__(params, lr, **kw)
+        self._lr0 = lr
+
+    def _update(self, group, params, grads):
+        super()._update({**group, "lr": self._lr0}, params, grads)
+
+
+class GlobalNoise(SGLD):
+    """WRONG: ignores generator= and draws from the global generator."""
+
+    def _update(self, group, params, grads):
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
+        for p in params:
+            p.add_(torch.randn_like(p), alpha=self.noise_scale(group))
+
+
+class MovesBeforeChecking(SGLD):
+    """WRONG: updates first, checks finiteness afterwards."""
+
+    def __init__(self, params, lr, *, check_finite=True, **kw):
+        super().__init__(params, lr, check_finite=False, **kw)
+        self._really_check = check_finite
+
+    def _update(self, group, params, grads):
+        super()._update(group, params, grads)
+        if self._really_check and not all(bool(torch.isfinite(g).all()) for g in grads):
+            raise sgmcmc.NonFiniteGradientError("late", step=0, group_index=0, param_index=0)
+
+
+class ForgetsResumeState(sgmcmc.SGHMC):
+    """WRONG: drops its velocity from state_dict(), so a resumed chain restarts at rest."""
+
+    def state_dict(self):
+        sd = super().state_dict()
+        sd["state"] = {}
+        return sd
+
+
+class NoValidation(SGLD):
+    """WRONG: skips hyperparameter validation."""
+
+    def _validate(self, group):
+        pass
+
+
+@pytest.mark.parametrize(
+    "wrong, check",
+    [
+        (CachesLr, "lr_schedulers"),
+        (GlobalNoise, "reproducible"),
+        (MovesBeforeChecking, "nonfinite_gradient"),
+        (ForgetsResumeState, "state_dict_resume"),
+        (NoValidation, "hyperparameter_validation"),
+        (IgnoresTemperature, "temperature_zero"),
+    ],
+)
+def test_exact_checks_catch_broken_samplers(wrong, check):
+    results = check_sampler(wrong, checks=EXACT_CHECKS, raise_on_failure=False)
+    failed = [r.check for r in results if r.status == "failed"]
+    assert check in failed, [str(r) for r in results]
+
+
+def test_a_crashing_sampler_is_reported_not_raised():
+    class Crashes(SGLD):
+        def _update(self, group, params, grads):
+            raise RuntimeError("boom")
+
+    result = run_check("reproducible", Crashes)
+    assert result.status == "failed" and "RuntimeError: boom" in result.message
+
+
+def test_check_sampler_accepts_names_paths_and_classes():
+    for spec in ("sgld", "sgmcmc.sgld:SGLD", SGLD, PLUGIN):
+        results = check_sampler(spec, checks=["optimizer_api"])
+        assert results[0].passed
+    with pytest.raises(TypeError):
+        check_sampler(object)
+
+
+def test_measure_bias_reports_errors_per_step():
+    rows = measure_bias("sgld", [0.4, 1.6], protocol=Protocol(steps=2000, burn_in=1000))
+    assert [r["lr"] for r in rows] == [0.4, 1.6]
+    assert rows[1]["stiff_var_err"] > rows[0]["stiff_var_err"]
+    assert all(np.isfinite(r["max_abs_var_err"]) for r in rows)

@@ -1,0 +1,332 @@
+"""Exact math of every built-in sampler: with a fixed generator, steps equal the DESIGN.md formulas
+computed here by hand; plus the base class's bookkeeping (buckets, skipped parameters, finite
+check, validation messages, state dict).
+
+The noise a step uses is one flat N(0, 1) buffer per (device, dtype) bucket, filled by one
+``normal_`` call and split in parameter order, so ``torch.randn(total, generator=g)`` seeded alike
+reproduces it. Tests run in float64 and compare with a relative tolerance of 1e-12.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sgmcmc
+from sgmcmc import HyperparameterError, NonFiniteGradientError
+
+SHAPES = [(3, 4), (5,), (2, 2, 2)]
+N = 40
+SEED = 1234
+
+
+def make_params(dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(s, generator=g, dtype=dtype)) for s in SHAPES]
+
+
+def grads_for(step: int, dtype=torch.float64):
+    g = torch.Generator().manual_seed(100 + step)
+    return [torch.randn(s, generator=g, dtype=dtype) for s in SHAPES]
+
+
+def noise_stream(seed: int, steps: int, dtype=torch.float64):
+    """The per-step noise a sampler with generator=Generator().manual_seed(seed) draws."""
+    g = torch.Generator().manual_seed(seed)
+    total = sum(math.prod(s) for s in SHAPES)
+    out = []
+    for _ in range(steps):
+        flat = torch.randn(total, generator=g, dtype=dtype)
+        out.append([c.view(s) for c, s in zip(torch.split(flat, [math.prod(s) for s in SHAPES]), SHAPES)])
+    return out
+
+
+def run(name, steps, lr=0.05, lrs=None, **kw):
+    params = make_params()
+    opt = sgmcmc.get(name)(params, lr, num_data=N, generator=torch.Generator().manual_seed(SEED), **kw)
+    for t in range(steps):
+        if lrs is not None:
+            opt.param_groups[0]["lr"] = lrs[t]
+        for p, g in zip(params, grads_for(t)):
+            p.grad = g
+        opt.step()
+    return [p.detach() for p in params], opt
+
+
+def close(a, b):
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------------- the formulas, by hand
+def test_sgld_formula():
+    h, T, steps = 0.05, 0.7, 3
+    got, _ = run("sgld", steps, lr=h, temperature=T)
+    theta = [p.detach().clone() for p in make_params()]
+    xis = noise_stream(SEED, steps)
+    for t in range(steps):
+        theta = [th - h * g + math.sqrt(2 * h * T / N) * xi for th, g, xi in zip(theta, grads_for(t), xis[t])]
+    close(got, theta)
+
+
+def test_sgld_at_zero_temperature_is_sgd_exactly():
+    for dtype in (torch.float32, torch.float64):
+        a, b = make_params(dtype), make_params(dtype)
+        sgld = sgmcmc.SGLD(a, 0.1, num_data=N, temperature=0.0)
+        sgd = sgmcmc.SGD(b, 0.1, num_data=N)
+        torch.manual_seed(0)
+        for t in range(5):
+            for p, q, g in zip(a, b, grads_for(t, dtype)):
+                p.grad, q.grad = g.clone(), g.clone()
+            sgld.step()
+            sgd.step()
+        for p, q in zip(a, b):
+            assert torch.equal(p, q)
+
+
+def test_sgd_formula_ignores_temperature_and_noise():
+    h = 0.05
+    got, _ = run("sgd", 2, lr=h, temperature=3.0)
+    theta = [p.detach().clone() for p in make_params()]
+    for t in range(2):
+        theta = [th - h * g for th, g in zip(theta, grads_for(t))]
+    close(got, theta)
+
+
+def test_psgld_formula_including_first_step_init():
+    h, T, alpha, eps, steps = 0.01, 0.8, 0.9, 1e-3, 3
+    got, opt = run("psgld", steps, lr=h, temperature=T, alpha=alpha, eps=eps)
+    theta = [p.detach().clone() for p in make_params()]
+    xis = noise_stream(SEED, steps)
+    V = None
+    for t in range(steps):
+        gs = grads_for(t)
+        V = [g * g for g in gs] if V is None else [alpha * v + (1 - alpha) * g * g for v, g in zip(V, gs)]
+        G = [1.0 / (eps + torch.sqrt(v)) for v in V]
+        theta = [th - h * Gi * g + torch.sqrt(2 * h * T * Gi / N) * xi for th, Gi, g, xi in zip(theta, G, gs, xis[t])]
+    close(got, theta)
+    close([opt.state[p]["square_avg"] for p in opt.param_groups[0]["params"]], V)
+
+
+def test_sghmc_formula():
+    h, T, f, steps = 0.05, 1.3, 0.3, 3
+    got, opt = run("sghmc", steps, lr=h, temperature=T, friction=f)
+    theta = [p.detach().clone() for p in make_params()]
+    v = [torch.zeros_like(th) for th in theta]
+    xis = noise_stream(SEED, steps)
+    for t in range(steps):
+        v = [(1 - f) * vi - h * g + math.sqrt(2 * f * h * T / N) * xi for vi, g, xi in zip(v, grads_for(t), xis[t])]
+        theta = [th + vi for th, vi in zip(theta, v)]
+    close(got, theta)
+    close([opt.state[p]["velocity"] for p in opt.param_groups[0]["params"]], v)
+
+
+def test_sghmc_friction_one_is_sgld_with_lr_squared_scaling():
+    """friction = 1 forgets the velocity: theta += -h g + sqrt(2 h T / N) xi, i.e. SGLD."""
+    a, _ = run("sghmc", 3, lr=0.05, friction=1.0)
+    b, _ = run("sgld", 3, lr=0.05)
+    close(a, b)
+
+
+def test_underdamped_baoab_formula_with_pending_half_kick_and_lr_change():
+    """BAOAB, one gradient a step: the closing B of step n uses step n's lr and the next gradient."""
+    T, f = 0.9, 0.4
+    lrs = [0.05, 0.02, 0.08]  # an lr schedule: the pending half kick keeps each step's own lr
+    got, opt = run("underdamped", 3, lrs=lrs, temperature=T, friction=f)
+    c = math.exp(-f)
+    theta = [p.detach().clone() for p in make_params()]
+    u = [torch.zeros_like(th) for th in theta]
+    xis = noise_stream(SEED, 3)
+    pending = 0.0
+    for t, h in enumerate(lrs):
+        gs = grads_for(t)  # the gradient at the current theta
+        u = [ui - pending * g for ui, g in zip(u, gs)]  # B: closing half kick of the previous step
+        u = [ui - 0.5 * h * g for ui, g in zip(u, gs)]  # B: opening half kick
+        theta = [th + 0.5 * ui for th, ui in zip(theta, u)]  # A
+        s = math.sqrt((1 - c * c) * h * T / N)
+        u = [c * ui + s * xi for ui, xi in zip(u, xis[t])]  # O, exact
+        theta = [th + 0.5 * ui for th, ui in zip(theta, u)]  # A
+        pending = 0.5 * h
+    close(got, theta)
+    params = opt.param_groups[0]["params"]
+    close([opt.state[p]["velocity"] for p in params], u)
+    assert all(opt.state[p]["pending_half_kick"] == pytest.approx(0.5 * lrs[-1]) for p in params)
+
+
+def test_underdamped_skipped_parameter_keeps_its_own_pending_kick():
+    """A parameter with grad None on step 1 gets only the opening half kick on its first real step."""
+    h, f = 0.05, 0.4
+    c = math.exp(-f)
+    params = make_params()
+    opt = sgmcmc.UnderdampedLangevin(params, h, num_data=N, friction=f, generator=torch.Generator().manual_seed(SEED))
+    g0, g1 = grads_for(0), grads_for(1)
+    params[0].grad, params[1].grad, params[2].grad = g0[0], None, g0[2]
+    opt.step()
+    b0 = params[1].detach().clone()
+    for p, g in zip(params, g1):
+        p.grad = g
+    # replay the generator: step 1 drew noise for params 0 and 2 only
+    gen = torch.Generator().manual_seed(SEED)
+    torch.randn(12 + 8, generator=gen, dtype=torch.float64)
+    xi = torch.randn(12 + 5 + 8, generator=gen, dtype=torch.float64)[12:17]
+    opt.step()
+    u = -0.5 * h * g1[1]
+    theta = b0 + 0.5 * u
+    u = c * u + math.sqrt((1 - c * c) * h / N) * xi
+    theta = theta + 0.5 * u
+    torch.testing.assert_close(params[1].detach(), theta, rtol=1e-12, atol=1e-14)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    lr=st.floats(1e-4, 1.0),
+    temperature=st.floats(0.0, 2.0),
+    num_data=st.integers(1, 10**6),
+    friction=st.floats(0.01, 1.0),
+)
+def test_one_step_formulas_hold_for_any_hyperparameters(lr, temperature, num_data, friction):
+    theta0 = make_params()
+    g = grads_for(0)
+    xi = noise_stream(SEED, 1)[0]
+    for name, expected in (
+        ("sgld", [th - lr * gi + math.sqrt(2 * lr * temperature / num_data) * x for th, gi, x in zip(theta0, g, xi)]),
+        ("sghmc", [th - lr * gi + math.sqrt(2 * friction * lr * temperature / num_data) * x
+                   for th, gi, x in zip(theta0, g, xi)]),
+    ):
+        params = make_params()
+        kw = {"friction": friction} if name == "sghmc" else {}
+        opt = sgmcmc.get(name)(params, lr, num_data=num_data, temperature=temperature,
+                               generator=torch.Generator().manual_seed(SEED), **kw)
+        for p, gi in zip(params, g):
+            p.grad = gi
+        opt.step()
+        for p, e in zip(params, expected):
+            torch.testing.assert_close(p.detach(), e.detach(), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------- buckets and groups
+def test_mixed_dtypes_and_param_groups_each_use_their_own_lr():
+    a = torch.nn.Parameter(torch.ones(3, dtype=torch.float32))
+    b = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    c = torch.nn.Parameter(torch.ones(4, dtype=torch.float32))
+    opt = sgmcmc.SGLD([{"params": [a, b]}, {"params": [c], "lr": 0.5}], 0.1, num_data=N, temperature=0.0)
+    for p in (a, b, c):
+        p.grad = torch.ones_like(p)
+    opt.step()
+    assert torch.equal(a, torch.full((3,), 0.9, dtype=torch.float32))
+    assert torch.equal(b, torch.full((2,), 0.9, dtype=torch.float64))
+    assert torch.equal(c, torch.full((4,), 0.5, dtype=torch.float32))
+
+
+def test_grad_none_is_skipped_by_every_sampler():
+    for name in sgmcmc.available():
+        if name not in {"sgd", "sgld", "psgld", "sghmc", "underdamped"}:
+            continue
+        params = make_params()
+        opt = sgmcmc.get(name)(params, 0.05, num_data=N)
+        params[0].grad = torch.ones_like(params[0])
+        before = [p.detach().clone() for p in params]
+        opt.step()
+        assert not torch.equal(before[0], params[0])
+        assert torch.equal(before[1], params[1]) and torch.equal(before[2], params[2])
+        assert len(opt.state) <= 1
+
+
+# ---------------------------------------------------------------------- the finite check
+@pytest.mark.parametrize("name", ["sgld", "psgld", "sghmc", "underdamped", "sgd"])
+def test_nonfinite_gradient_raises_before_anything_moves(name):
+    params = make_params()
+    opt = sgmcmc.get(name)(params, 0.05, num_data=N)
+    for p, g in zip(params, grads_for(0)):
+        p.grad = g
+    opt.step()
+    for p, g in zip(params, grads_for(1)):
+        p.grad = g
+    params[2].grad[1, 0, 1] = float("nan")
+    before = [p.detach().clone() for p in params]
+    with pytest.raises(NonFiniteGradientError) as info:
+        opt.step()
+    assert info.value.param_index == 2 and info.value.group_index == 0 and info.value.step == 1
+    assert "parameter 2" in str(info.value) and "step 1" in str(info.value)
+    assert all(torch.equal(b, p) for b, p in zip(before, params))
+
+
+def test_huge_finite_gradient_is_not_mistaken_for_divergence():
+    """The 2-norm of 1e30s overflows float32; the element-wise confirmation clears it."""
+    p = torch.nn.Parameter(torch.zeros(10_000))
+    opt = sgmcmc.SGD([p], 1e-30, num_data=1)
+    p.grad = torch.full((10_000,), 1e30)
+    assert not math.isfinite(float(torch.linalg.vector_norm(p.grad)))
+    opt.step()
+    assert torch.allclose(p, torch.full((10_000,), -1.0))
+
+
+# ---------------------------------------------------------------------- validation messages
+@pytest.mark.parametrize(
+    "name, kwargs, bad, valid",
+    [
+        ("sgld", {"lr": 0.0}, "lr=0.0", "(0.0, inf)"),
+        ("sgld", {"lr": -1.0}, "lr=-1.0", "(0.0, inf)"),
+        ("sgld", {"lr": float("inf")}, "lr=inf", "(0.0, inf)"),
+        ("sgld", {"num_data": 0}, "num_data=0", "an integer in [1, inf)"),
+        ("sgld", {"num_data": 2.5}, "num_data=2.5", "an integer in [1, inf)"),
+        ("sgld", {"num_data": float("nan")}, "num_data=nan", "an integer in [1, inf)"),
+        ("sgld", {"temperature": -0.1}, "temperature=-0.1", "[0.0, inf)"),
+        ("sghmc", {"friction": 0.0}, "friction=0.0", "(0.0, 1.0]"),
+        ("sghmc", {"friction": 1.5}, "friction=1.5", "(0.0, 1.0]"),
+        ("psgld", {"alpha": 1.0}, "alpha=1.0", "[0.0, 1.0)"),
+        ("psgld", {"alpha": -0.1}, "alpha=-0.1", "[0.0, 1.0)"),
+        ("psgld", {"eps": 0.0}, "eps=0.0", "(0.0, inf)"),
+        ("underdamped", {"friction": -1.0}, "friction=-1.0", "(0.0, inf)"),
+        ("sgld", {"lr": True}, "lr=True", "is not a number"),
+        ("sgld", {"lr": "0.1"}, "lr='0.1'", "is not a number"),
+    ],
+)
+def test_bad_hyperparameter_message_names_parameter_value_and_range(name, kwargs, bad, valid):
+    args = {"lr": 0.1, "num_data": N, **kwargs}
+    lr = args.pop("lr")
+    with pytest.raises(HyperparameterError) as info:
+        sgmcmc.get(name)(make_params(), lr, **args)
+    assert bad in str(info.value) and valid in str(info.value)
+
+
+def test_unknown_keyword_is_named_with_its_value_and_the_valid_names():
+    with pytest.raises(HyperparameterError) as info:
+        sgmcmc.SGLD(make_params(), 0.1, num_data=N, momentum=0.9)
+    msg = str(info.value)
+    assert "momentum=0.9" in msg and "valid: lr, num_data, temperature" in msg
+    with pytest.raises(HyperparameterError, match="alpha"):
+        sgmcmc.SGHMC(make_params(), 0.1, num_data=N, alpha=0.1)
+
+
+def test_numpy_and_tensor_scalars_are_accepted():
+    opt = sgmcmc.PSGLD(make_params(), np.float32(0.1), num_data=np.int64(100), temperature=torch.tensor(0.5),
+                       alpha=np.float64(0.99))
+    group = opt.param_groups[0]
+    assert group["num_data"] == 100 and isinstance(group["num_data"], int)
+    assert group["lr"] == pytest.approx(0.1) and group["temperature"] == 0.5 and group["alpha"] == 0.99
+
+
+# ---------------------------------------------------------------------- state dict
+def test_state_dict_carries_generator_and_step_count():
+    params = make_params()
+    opt = sgmcmc.SGHMC(params, 0.05, num_data=N, generator=torch.Generator().manual_seed(3))
+    for t in range(3):
+        for p, g in zip(params, grads_for(t)):
+            p.grad = g
+        opt.step()
+    sd = opt.state_dict()
+    assert sd["step_count"] == 3 and isinstance(sd["generator_state"], torch.Tensor)
+    fresh = sgmcmc.SGHMC(make_params(), 0.05, num_data=N, generator=torch.Generator().manual_seed(99))
+    fresh.load_state_dict(sd)
+    assert torch.equal(fresh.generator.get_state(), opt.generator.get_state())
+    assert fresh.state_dict()["step_count"] == 3
+    bad = sgmcmc.SGHMC(make_params(), 0.05, num_data=N)
+    sd["param_groups"][0]["friction"] = 2.0
+    with pytest.raises(HyperparameterError, match="friction=2.0"):
+        bad.load_state_dict(sd)
