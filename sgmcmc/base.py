@@ -16,6 +16,7 @@ whole list. Gaussian noise comes from :meth:`_noise`, one flat buffer per bucket
 from __future__ import annotations
 
 import math
+import numbers
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -69,20 +70,23 @@ class Hyper:
             if value.numel() != 1:
                 raise HyperparameterError(f"{owner}: {name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
             value = value.item()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise HyperparameterError(
                 f"{owner}: {name}={value!r} is not a number; valid: {self.describe()}"
             )
-        if self.integer and int(value) != value:
-            raise HyperparameterError(f"{owner}: {name}={value!r} must be {self.describe()}")
-        bad = math.isnan(value)
-        if self.low is not None:
-            bad |= value <= self.low if self.low_open else value < self.low
-        if self.high is not None:
-            bad |= value >= self.high if self.high_open else value > self.high
+        # NaN, and an infinity on an unbounded side (the range is open there), are out of range
+        bad = math.isnan(value) or math.isinf(value)
+        if not bad and self.low is not None:
+            bad = value <= self.low if self.low_open else value < self.low
+        if not bad and self.high is not None:
+            bad = value >= self.high if self.high_open else value > self.high
         if bad:
             raise HyperparameterError(f"{owner}: {name}={value!r} is out of range; valid: {self.describe()}")
-        return int(value) if self.integer else value
+        if self.integer:
+            if int(value) != value:
+                raise HyperparameterError(f"{owner}: {name}={value!r} must be {self.describe()}")
+            return int(value)
+        return float(value) if not isinstance(value, (int, float)) else value
 
 
 #: Hyperparameters shared by every sampler.
@@ -130,8 +134,9 @@ class Sampler(torch.optim.Optimizer):
         unknown = sorted(set(hyper) - set(self.hypers))
         if unknown:
             valid = sorted(set(COMMON_HYPERS) | set(self.hypers))
+            given = ", ".join(f"{k}={hyper[k]!r}" for k in unknown)
             raise HyperparameterError(
-                f"{owner}: unknown hyperparameter(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
+                f"{owner}: unknown hyperparameter(s) {given}; valid: {', '.join(valid)}"
             )
         defaults = {"lr": lr, "num_data": num_data, "temperature": temperature}
         for key, spec in self.hypers.items():
@@ -142,6 +147,7 @@ class Sampler(torch.optim.Optimizer):
         self.generator = generator
         self.check_finite = bool(check_finite)
         self._noise_buffers: dict[tuple, torch.Tensor] = {}
+        self._noise_views: dict[tuple, tuple[torch.Tensor, list[torch.Tensor]]] = {}
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ validation
@@ -163,6 +169,7 @@ class Sampler(torch.optim.Optimizer):
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         sd = super().state_dict()
+        sd["step_count"] = self._steps_done
         if self.generator is not None:
             sd["generator_state"] = self.generator.get_state()
         return sd
@@ -170,6 +177,7 @@ class Sampler(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         state_dict = dict(state_dict)
         gen_state = state_dict.pop("generator_state", None)
+        self._step_counter = int(state_dict.pop("step_count", 0))
         super().load_state_dict(state_dict)
         if gen_state is not None and self.generator is not None:
             self.generator.set_state(gen_state)
@@ -177,26 +185,48 @@ class Sampler(torch.optim.Optimizer):
             self._validate(group)
 
     # ------------------------------------------------------------------ noise
-    def _noise(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Standard normal draws shaped like ``params``: views of one flat buffer filled in place."""
+    def _noise(self, params: list[torch.Tensor], std: float = 1.0) -> list[torch.Tensor]:
+        """N(0, std^2) draws shaped like ``params``: views of one flat buffer filled in place.
+
+        One ``normal_`` call fills the bucket's buffer (the scale ``std`` costs nothing extra: it is
+        applied inside the Box-Muller transform), so the noise is a single pass over memory. The
+        views are cached per shape list, so a step allocates nothing.
+        """
         first = params[0]
-        numels = [p.numel() for p in params]
-        key = (first.device, first.dtype, sum(numels))
-        buf = self._noise_buffers.get(key)
-        if buf is None:
-            buf = torch.empty(key[2], device=first.device, dtype=first.dtype)
-            self._noise_buffers[key] = buf
-        buf.normal_(generator=self.generator)
-        if len(params) == 1:
-            return [buf.view(first.shape)]
-        return [chunk.view(p.shape) for chunk, p in zip(torch.split(buf, numels), params)]
+        shapes = tuple(p.shape for p in params)
+        key = (first.device, first.dtype, shapes)
+        views = self._noise_views.get(key)
+        if views is None:
+            numels = [p.numel() for p in params]
+            bkey = (first.device, first.dtype, sum(numels))
+            buf = self._noise_buffers.get(bkey)
+            if buf is None:
+                buf = torch.empty(bkey[2], device=first.device, dtype=first.dtype)
+                self._noise_buffers[bkey] = buf
+            if len(params) == 1:
+                views = (buf, [buf.view(first.shape)])
+            else:
+                views = (buf, [chunk.view(p.shape) for chunk, p in zip(torch.split(buf, numels), params)])
+            self._noise_views[key] = views
+        buf, out = views
+        buf.normal_(0.0, std, generator=self.generator)
+        return out
 
     # ------------------------------------------------------------------ step
     def _check_finite(self, grads: list[torch.Tensor], group_index: int, offsets: list[int]) -> None:
-        norms = torch._foreach_norm(grads)
-        if bool(torch.stack(norms).isfinite().all()):
+        """Raise :class:`NonFiniteGradientError` if any gradient holds a NaN or an Inf.
+
+        The fast path is one cheap reduction (the 2-norms, summed: finite exactly when every
+        element is finite, unless it overflows) and one device sync; only when that sum is not
+        finite is each tensor checked element-wise, so a huge but finite gradient whose norm
+        overflows is not mistaken for a diverged chain.
+        """
+        total = torch.stack(torch._foreach_norm(grads)).sum() if len(grads) > 1 else torch.linalg.vector_norm(grads[0])
+        if math.isfinite(total.item()):
             return
-        bad = next(i for i, n in enumerate(norms) if not bool(n.isfinite()))
+        bad = next((i for i, g in enumerate(grads) if not bool(torch.isfinite(g).all())), None)
+        if bad is None:  # the norm overflowed; every element is finite
+            return
         raise NonFiniteGradientError(
             f"{type(self).__name__}: non-finite gradient (NaN or Inf) in parameter {offsets[bad]} of "
             f"param group {group_index} at step {self._steps_done}; the chain has diverged "

@@ -31,17 +31,17 @@ class PSGLD(Sampler):
         fresh = {id(p) for p in params if "square_avg" not in self.state[p]}
         square_avg = self._state_list(params, "square_avg", lambda p: p.grad * p.grad)
         if len(fresh) < len(params):  # V <- alpha V + (1 - alpha) g^2 for all but the fresh ones
-            old = [(v, g) for p, v, g in zip(params, square_avg, grads) if id(p) not in fresh]
-            vs, gs = [v for v, _ in old], [g for _, g in old]
+            if fresh:
+                old = [(v, g) for p, v, g in zip(params, square_avg, grads) if id(p) not in fresh]
+                vs, gs = [v for v, _ in old], [g for _, g in old]
+            else:
+                vs, gs = square_avg, grads
             torch._foreach_mul_(vs, alpha)
             torch._foreach_addcmul_(vs, gs, gs, value=1.0 - alpha)
-        precond = torch._foreach_sqrt(square_avg)
-        torch._foreach_add_(precond, eps)
-        torch._foreach_reciprocal_(precond)  # G
-        torch._foreach_addcmul_(params, precond, grads, value=-lr)
+        denom = torch._foreach_sqrt(square_avg)
+        torch._foreach_add_(denom, eps)  # 1 / G = eps + sqrt(V)
+        torch._foreach_addcdiv_(params, grads, denom, value=-lr)  # theta -= h G g
         scale = math.sqrt(2.0 * lr * group["temperature"] / group["num_data"])
         if scale > 0.0:
-            torch._foreach_sqrt_(precond)  # sqrt(G)
-            noise = self._noise(params)
-            torch._foreach_mul_(noise, precond)
-            torch._foreach_add_(params, noise, alpha=scale)
+            torch._foreach_rsqrt_(denom)  # sqrt(G)
+            torch._foreach_addcmul_(params, self._noise(params, std=scale), denom)  # + sqrt(2 h T / N) sqrt(G) xi

@@ -25,9 +25,14 @@ class SGHMC(Sampler):
     def _update(self, group, params, grads):
         friction, lr = group["friction"], group["lr"]
         velocity = self._state_list(params, "velocity", torch.zeros_like)
-        torch._foreach_mul_(velocity, 1.0 - friction)
-        torch._foreach_add_(velocity, grads, alpha=-lr)
         scale = math.sqrt(2.0 * friction * lr * group["temperature"] / group["num_data"])
         if scale > 0.0:
-            torch._foreach_add_(velocity, self._noise(params), alpha=scale)
+            # y = (s xi - h g) / friction, then v <- lerp(v, y, friction) = (1 - friction) v - h g + s xi:
+            # three passes over memory (noise drawn at its scale, y, v) instead of four
+            y = self._noise(params, std=scale / friction)
+            torch._foreach_add_(y, grads, alpha=-lr / friction)
+            torch._foreach_lerp_(velocity, y, friction)
+        else:
+            torch._foreach_mul_(velocity, 1.0 - friction)
+            torch._foreach_add_(velocity, grads, alpha=-lr)
         torch._foreach_add_(params, velocity)

@@ -13,5 +13,5 @@ class SGLD(Sampler):
     def _update(self, group, params, grads):
         torch._foreach_add_(params, grads, alpha=-group["lr"])
         scale = self.noise_scale(group)
-        if scale > 0.0:
-            torch._foreach_add_(params, self._noise(params), alpha=scale)
+        if scale > 0.0:  # the noise is drawn at its scale: sqrt(2 h T / N) xi
+            torch._foreach_add_(params, self._noise(params, std=scale))

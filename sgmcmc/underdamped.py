@@ -34,15 +34,27 @@ class UnderdampedLangevin(Sampler):
     def _update(self, group, params, grads):
         lr = group["lr"]
         velocity = self._state_list(params, "velocity", torch.zeros_like)
-        # pending half kick from the previous step: lr_prev / 2 (0 on the first step)
-        pending = self.state[params[0]].get("pending_half_kick", 0.0)
-        torch._foreach_add_(velocity, grads, alpha=-(pending + 0.5 * lr))  # B (closing) + B (opening)
-        torch._foreach_add_(params, velocity, alpha=0.5)  # A
+        # pending half kick from each parameter's previous step: lr_prev / 2 (0 on its first step)
+        pending = [self.state[p].get("pending_half_kick", 0.0) for p in params]
+        if all(k == pending[0] for k in pending):
+            torch._foreach_add_(velocity, grads, alpha=-(pending[0] + 0.5 * lr))  # B (closing) + B (opening)
+        else:  # some parameters skipped a step (grad None) and carry another pending kick
+            for k in sorted(set(pending)):
+                idx = [i for i, q in enumerate(pending) if q == k]
+                torch._foreach_add_([velocity[i] for i in idx], [grads[i] for i in idx], alpha=-(k + 0.5 * lr))
         c = math.exp(-group["friction"])
-        scale = math.sqrt((1.0 - c * c) * lr * group["temperature"] / group["num_data"])
-        torch._foreach_mul_(velocity, c)  # O
+        one_minus_c = -math.expm1(-group["friction"])
+        scale = math.sqrt(-math.expm1(-2.0 * group["friction"]) * lr * group["temperature"] / group["num_data"])  # 1 - c^2
         if scale > 0.0:
-            torch._foreach_add_(velocity, self._noise(params), alpha=scale)
-        torch._foreach_add_(params, velocity, alpha=0.5)  # A
+            # A O A fused: with u the velocity after the kicks and y = s xi / (1 - c),
+            #   O: u' = c u + s xi = lerp(u, y, 1 - c);  A + A: theta += u / 2 + u' / 2
+            #                                                   = (1 + c) / 2 u + (1 - c) / 2 y
+            y = self._noise(params, std=scale / one_minus_c)
+            torch._foreach_add_(params, velocity, alpha=0.5 * (1.0 + c))
+            torch._foreach_lerp_(velocity, y, one_minus_c)
+            torch._foreach_add_(params, y, alpha=0.5 * one_minus_c)
+        else:
+            torch._foreach_add_(params, velocity, alpha=0.5 * (1.0 + c))  # A + O + A without noise
+            torch._foreach_mul_(velocity, c)
         for p in params:
             self.state[p]["pending_half_kick"] = 0.5 * lr
