@@ -255,7 +255,7 @@ class BayesianLinearRegression(GaussianTask):
     """
 
     name = "blr"
-    description = "Bayesian linear regression, N = 10,000, d = 10, correlated features, minibatch 100 (real data noise)"
+    description = "Bayesian linear regression, N = 10,000, d = 10, correlated features (condition number ~16), minibatch 100 (real data noise)"
     num_data = 10_000
     dim = 10
     batch_size = 100
@@ -264,8 +264,10 @@ class BayesianLinearRegression(GaussianTask):
 
     def make_target(self, gen):
         n, d = self.num_data, self.dim
-        mix = torch.randn(d, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
-        x = torch.randn(n, d, generator=gen, dtype=torch.float64) @ (torch.eye(d, dtype=torch.float64) + mix)
+        # correlated features with a controlled spectrum: Cov(x) = Q diag(s^2) Q^T, s log-spaced
+        # over [1, 4], so the posterior's condition number is about 16
+        q = _rotation(d, gen)
+        x = torch.randn(n, d, generator=gen, dtype=torch.float64) @ (q * torch.logspace(0, math.log10(4), d, dtype=torch.float64)) @ q.T
         w_true = torch.randn(d, generator=gen, dtype=torch.float64)
         y = x @ w_true + self.noise_sd * torch.randn(n, generator=gen, dtype=torch.float64)
         self._x64, self._y64 = x, y
