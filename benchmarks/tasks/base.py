@@ -91,6 +91,9 @@ class Task(ABC):
     def run(self, sampler_cls: type, hyper: dict[str, Any], ctx: RunContext) -> RunResult:
         """Run ``sampler_cls(**hyper)`` under the protocol; raise :class:`Diverged` on NaN/Inf."""
 
+    def check_ready(self, ctx: RunContext) -> None:
+        """Fail fast, before any run starts, if the task cannot run (e.g. its data is missing)."""
+
     @property
     def headline(self) -> Metric:
         return self.metrics[0]

@@ -127,6 +127,11 @@ class MNISTTask(Task):
         self.data = data
         self.protocol_overrides = protocol_overrides or {}
 
+    def check_ready(self, ctx: RunContext) -> None:
+        """Load (and cache) every dataset now, so a missing one stops the suite with the loader's
+        message (each source tried, why it failed, the command that fixes it) before any run."""
+        self.data(ctx, "test")
+
     def protocol(self, profile: str) -> dict:
         return {**MNIST_PROFILES[check_profile(profile)], **self.protocol_overrides}
 
