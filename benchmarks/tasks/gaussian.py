@@ -138,9 +138,11 @@ class GaussianTask(Task):
         proto = self.protocol(ctx.profile)
         chains, steps, burn_in, thin = proto["chains"], proto["steps"], proto["burn_in"], proto["thin"]
         dtype = torch.float32
-        gen = torch.Generator().manual_seed(ctx.seed)  # init and minibatches; sampler noise: global
+        # init from a CPU generator (float64), minibatches from one on the run's device, so a GPU run
+        # draws its indices where the data is; the samplers' noise comes from the global generator
+        theta = self.init(chains, torch.Generator().manual_seed(ctx.seed)).to(ctx.device, dtype).requires_grad_(True)
+        gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
         self.prepare(ctx.device, dtype)
-        theta = self.init(chains, gen).to(ctx.device, dtype).requires_grad_(True)
         theta.grad = torch.zeros_like(theta)
         sampler = build_sampler(sampler_cls, [theta], hyper, self.num_data)
         keep = (steps - burn_in) // thin
@@ -283,7 +285,7 @@ class BayesianLinearRegression(GaussianTask):
 
     def grad_(self, theta, out, gen):
         chains = theta.shape[0]
-        idx = torch.randint(self.num_data, (chains, self.batch_size), generator=gen).to(theta.device)
+        idx = torch.randint(self.num_data, (chains, self.batch_size), generator=gen, device=theta.device)
         xb, yb = self._x[idx], self._y[idx]  # [C, B, d], [C, B]
         resid = yb - torch.einsum("cbd,cd->cb", xb, theta)
         out.copy_(torch.einsum("cbd,cb->cd", xb, resid))
