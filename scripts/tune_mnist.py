@@ -18,17 +18,18 @@ from benchmarks import runner
 
 #: (sampler, hyperparameters) candidates; the prior is part of the candidate
 CANDIDATES = [
+    ("sgld", {"lr": 0.1, "prior": "fanin"}),
+    ("psgld", {"lr": 0.001, "alpha": 0.99, "prior": "fanin"}),
+    ("sghmc", {"lr": 0.01, "friction": 0.1, "prior": "fanin"}),
+    ("underdamped", {"lr": 0.01, "friction": 0.1, "prior": "fanin"}),
+    ("sgd", {"lr": 0.1, "prior": "fanin"}),
     ("sgd", {"lr": 0.1}),
     ("sgld", {"lr": 0.1}),
-    ("sgld", {"lr": 0.1, "prior": "fanin"}),
     ("sgld", {"lr": 0.3, "prior": "fanin"}),
     ("psgld", {"lr": 0.001, "alpha": 0.99}),
-    ("psgld", {"lr": 0.001, "alpha": 0.99, "prior": "fanin"}),
     ("psgld", {"lr": 0.0003, "alpha": 0.99, "prior": "fanin"}),
     ("sghmc", {"lr": 0.01, "friction": 0.1}),
-    ("sghmc", {"lr": 0.01, "friction": 0.1, "prior": "fanin"}),
     ("sghmc", {"lr": 0.03, "friction": 0.1, "prior": "fanin"}),
-    ("underdamped", {"lr": 0.01, "friction": 0.1, "prior": "fanin"}),
     ("underdamped", {"lr": 0.03, "friction": 0.1, "prior": "fanin"}),
 ]
 
@@ -40,11 +41,13 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--profile", default="default")
     ap.add_argument("--results-dir", default="results/tuning")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
     args = ap.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
     specs = [runner.RunSpec.make(args.task, s, {**h, "evaluate_on": "validation"}, 100, args.profile, "tuning")
              for s, h in CANDIDATES if only is None or s in only]
-    summary = runner.execute(specs, runner.RunOptions(results_dir=args.results_dir, show_progress=True),
+    summary = runner.execute(specs, runner.RunOptions(results_dir=args.results_dir, show_progress=True,
+                                                               threads=args.threads),
                              jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
     print(summary.line())
     keys = {s.key for s in specs}
