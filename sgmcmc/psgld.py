@@ -26,22 +26,62 @@ class PSGLD(Sampler):
         "eps": Hyper(1e-5, low=0.0, low_open=True, doc="lambda in G = 1 / (lambda + sqrt(V))"),
     }
 
+    def __init__(self, params, lr, **kwargs):
+        self._flat_cache: dict[tuple, tuple] = {}
+        super().__init__(params, lr, **kwargs)
+
+    def load_state_dict(self, state_dict):
+        self._flat_cache.clear()  # rebuilt from the loaded per-parameter state on the next step
+        super().load_state_dict(state_dict)
+
+    def _buffers(self, group, params, grads):
+        """Flat V and scratch buffers for this bucket; ``state[p]["square_avg"]`` are views of V.
+
+        One flat V lets sqrt, + eps and rsqrt run as single ops with no temporaries. Per-parameter
+        state stays the source of truth: when it is not (or no longer) a view of the cached buffer
+        (first step, a parameter that skipped steps, ``load_state_dict``) the buffer is rebuilt
+        from it, and a parameter without state starts at V = g * g.
+        """
+        first = params[0]
+        key = (id(group), first.device, first.dtype)
+        cache = self._flat_cache.get(key)
+        current = [self.state[p].get("square_avg") for p in params]
+        if cache is None or len(cache[2]) != len(params) or any(v is not c for v, c in zip(current, cache[2])):
+            numels = [p.numel() for p in params]
+            square_avg = torch.empty(sum(numels), device=first.device, dtype=first.dtype)
+            scratch = torch.empty_like(square_avg)
+            v_views = [c.view(p.shape) for c, p in zip(torch.split(square_avg, numels), params)]
+            s_views = [c.view(p.shape) for c, p in zip(torch.split(scratch, numels), params)]
+            fresh = []
+            for i, (old, view, g) in enumerate(zip(current, v_views, grads)):
+                if old is None:
+                    torch.mul(g, g, out=view)
+                    fresh.append(i)
+                else:
+                    view.copy_(old)
+            cache = (square_avg, scratch, v_views, s_views)
+            self._flat_cache[key] = cache
+            for p, view in zip(params, v_views):
+                self.state[p]["square_avg"] = view
+            return cache, fresh
+        return cache, []
+
     def _update(self, group, params, grads):
         alpha, eps, lr = group["alpha"], group["eps"], group["lr"]
-        fresh = {id(p) for p in params if "square_avg" not in self.state[p]}
-        square_avg = self._state_list(params, "square_avg", lambda p: p.grad * p.grad)
+        (square_avg, denom, v_views, d_views), fresh = self._buffers(group, params, grads)
         if len(fresh) < len(params):  # V <- alpha V + (1 - alpha) g^2 for all but the fresh ones
             if fresh:
-                old = [(v, g) for p, v, g in zip(params, square_avg, grads) if id(p) not in fresh]
-                vs, gs = [v for v, _ in old], [g for _, g in old]
+                old = [i for i in range(len(params)) if i not in set(fresh)]
+                vs, gs = [v_views[i] for i in old], [grads[i] for i in old]
+                torch._foreach_mul_(vs, alpha)
             else:
-                vs, gs = square_avg, grads
-            torch._foreach_mul_(vs, alpha)
+                vs, gs = v_views, grads
+                square_avg.mul_(alpha)
             torch._foreach_addcmul_(vs, gs, gs, value=1.0 - alpha)
-        denom = torch._foreach_sqrt(square_avg)
-        torch._foreach_add_(denom, eps)  # 1 / G = eps + sqrt(V)
-        torch._foreach_addcdiv_(params, grads, denom, value=-lr)  # theta -= h G g
+        torch.sqrt(square_avg, out=denom)
+        denom.add_(eps)  # 1 / G = eps + sqrt(V)
+        torch._foreach_addcdiv_(params, grads, d_views, value=-lr)  # theta -= h G g
         scale = math.sqrt(2.0 * lr * group["temperature"] / group["num_data"])
         if scale > 0.0:
-            torch._foreach_rsqrt_(denom)  # sqrt(G)
-            torch._foreach_addcmul_(params, self._noise(params, std=scale), denom)  # + sqrt(2 h T / N) sqrt(G) xi
+            denom.rsqrt_()  # sqrt(G)
+            torch._foreach_addcmul_(params, self._noise(params, std=scale), d_views)  # + sqrt(2 h T / N) sqrt(G) xi

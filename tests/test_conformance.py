@@ -286,3 +286,14 @@ def test_measure_bias_reports_errors_per_step():
     assert [r["lr"] for r in rows] == [0.4, 1.6]
     assert rows[1]["stiff_var_err"] > rows[0]["stiff_var_err"]
     assert all(np.isfinite(r["max_abs_var_err"]) for r in rows)
+
+
+def test_command_line(capsys):
+    from sgmcmc.testing import main
+
+    assert main(["sgld", "sghmc", "--checks", "optimizer_api,lr_schedulers"]) == 0
+    assert main(["psgld", "--checks", "optimizer_api", "--hyper", "alpha=0.9"]) == 0
+    out = capsys.readouterr().out
+    assert "== sgld" in out and "[PASSED] lr_schedulers" in out and "alpha" in out
+    assert main(["tests.test_conformance:CachesLr", "--checks", "lr_schedulers"]) == 1
+    assert "[FAILED] lr_schedulers" in capsys.readouterr().out
