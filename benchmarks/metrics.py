@@ -383,6 +383,39 @@ def _rhat_z(z: np.ndarray) -> np.ndarray:
         return np.sqrt((between / within + n - 1.0) / n)
 
 
+def _split_rhat_sorted(split: np.ndarray, order: np.ndarray, ordered: np.ndarray, bulk_z: np.ndarray | None = None) -> np.ndarray:
+    """Split R-hat of [D, M, n] given the sort of its rows (and, optionally, their bulk z)."""
+    size = ordered.shape[1]
+    if bulk_z is None:
+        bulk_z = _z_from_sorted(order, ordered).reshape(split.shape)
+    bulk = _rhat_z(bulk_z)
+    # folded draws |x - median|: in x's sorted order they fall then rise (two sorted runs),
+    # which a stable sort (timsort) merges in linear time
+    median = 0.5 * (ordered[:, (size - 1) // 2] + ordered[:, size // 2])
+    folded = np.abs(ordered - median[:, None])
+    merge = np.argsort(folded, axis=1, kind="stable")
+    order_folded = np.take_along_axis(order, merge, axis=1)
+    folded_sorted = np.take_along_axis(folded, merge, axis=1)
+    tail = _rhat_z(_z_from_sorted(order_folded, folded_sorted).reshape(split.shape))
+    return np.maximum(bulk, tail)  # nan if either is nan
+
+
+def mixing_diagnostics(draws) -> tuple[np.ndarray, np.ndarray]:
+    """``(ess_geyer(draws), split_rhat(draws))``, the same numbers, computed from one split, one
+    sort and one rank normalisation of the draws instead of three (the sort dominates the cost)."""
+    x, _ = _as_draws(draws)
+    chains, n_draws, _d = x.shape
+    if chains < 2 or n_draws < _MIN_DRAWS or np.isnan(x).any():
+        return ess_geyer(draws), split_rhat(draws)
+    split = _split_chains(x)
+    order, ordered = _sort_rows(split.reshape(split.shape[0], -1))
+    z = _z_from_sorted(order, ordered).reshape(split.shape)
+    ess, rhat = _ess_geyer_z(z), _split_rhat_sorted(split, order, ordered, bulk_z=z)
+    if np.ndim(draws) == 2:
+        return np.asarray(ess[0]), np.asarray(rhat[0])
+    return ess, rhat
+
+
 def split_rhat(draws) -> np.ndarray:
     """Rank-normalised split R-hat per coordinate (Vehtari et al. 2021), as arviz
     ``rhat(method="rank")`` computes it, vectorised over coordinates.
@@ -405,18 +438,7 @@ def split_rhat(draws) -> np.ndarray:
     if np.any(ok):
         split = _split_chains(x[:, :, ok] if not ok.all() else x)
         flat = split.reshape(split.shape[0], -1)
-        size = flat.shape[1]
-        order, ordered = _sort_rows(flat)
-        bulk = _rhat_z(_z_from_sorted(order, ordered).reshape(split.shape))
-        # folded draws |x - median|: in x's sorted order they fall then rise (two sorted runs),
-        # which a stable sort (timsort) merges in linear time
-        median = 0.5 * (ordered[:, (size - 1) // 2] + ordered[:, size // 2])
-        folded = np.abs(ordered - median[:, None])
-        merge = np.argsort(folded, axis=1, kind="stable")
-        order_folded = np.take_along_axis(order, merge, axis=1)
-        folded_sorted = np.take_along_axis(folded, merge, axis=1)
-        tail = _rhat_z(_z_from_sorted(order_folded, folded_sorted).reshape(split.shape))
-        out[ok] = np.maximum(bulk, tail)  # nan if either is nan
+        out[ok] = _split_rhat_sorted(split, *_sort_rows(flat))
     return _finish(out, scalar)
 
 

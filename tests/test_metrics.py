@@ -388,3 +388,16 @@ def test_ood_hand_computed():
     assert out["entropy_in"] == pytest.approx((_binary_entropy(0.9) + _binary_entropy(0.6)) / 2)
     assert out["entropy_out"] == pytest.approx((_binary_entropy(0.7) + math.log(2)) / 2)
     assert set(out) == {"auroc_entropy", "aupr_entropy", "auroc_maxprob", "entropy_in", "entropy_out"}
+
+
+def test_mixing_diagnostics_equals_ess_and_rhat_computed_apart():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 300, 7)).cumsum(axis=1) * 0.2 + rng.standard_normal((6, 300, 7))
+    ess, rhat = M.mixing_diagnostics(x)
+    np.testing.assert_array_equal(ess, M.ess_geyer(x))
+    np.testing.assert_array_equal(rhat, M.split_rhat(x))
+    ess1, rhat1 = M.mixing_diagnostics(x[:, :, 0])
+    assert ess1.shape == () and float(ess1) == float(M.ess_geyer(x[:, :, 0]))
+    x[0, 3, 2] = np.nan  # the fall-back path keeps nan semantics
+    ess, rhat = M.mixing_diagnostics(x)
+    assert np.isnan(ess[2]) and np.isnan(rhat[2]) and np.isfinite(ess[0])
