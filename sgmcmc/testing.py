@@ -605,6 +605,11 @@ def _assert_distribution(name, stats, problem, temperature, protocol, var_tol, l
             f"{float(var_err[i]):+.1%} (limit {var_tol:.0%}); {len(bad_var)} coordinate(s) off"
         )
     if problems:
+        if min(out["ess_mean_min"], out["ess_var_min"]) < 1000:
+            problems.append(
+                f"note: the chains mixed poorly (smallest ESS {min(out['ess_mean_min'], out['ess_var_min']):.0f}); "
+                f"a larger lr, or more steps in the Protocol, may be needed before the check means much"
+            )
         raise CheckFailed(f"{name} at T={temperature}, lr={lr:.4g}: " + "; ".join(problems), out)
     return out
 

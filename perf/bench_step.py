@@ -1,0 +1,134 @@
+"""One ``step()`` of every sampler on the parameters of a 784-400-400-10 MLP (478,410 float32 values).
+
+Run (not part of the default test run):
+
+    python -m pytest perf/bench_step.py --benchmark-only --benchmark-columns=min,median,mean
+
+Side by side in one run: each sampler's step, ``torch.optim.SGD(foreach=True)`` (the update alone)
+and ``normal_()`` on one flat buffer of the same size (the noise alone). The goal: every sampler's
+step costs at most 1.2x its noise. The gradients are filled with random values once; torch keeps
+its default thread count. ``python perf/bench_step.py [--json FILE]`` prints the markdown table of
+perf/README_step.md from a ``--benchmark-json`` file, or, without one, times the same steps by hand
+round-robin (every round times each case once, so a busy machine skews them alike).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+import torch
+
+import sgmcmc
+
+SIZES = [(400, 784), (400,), (400, 400), (400,), (10, 400), (10,)]  # nn.Linear weights and biases
+NUM_PARAMS = sum(torch.Size(s).numel() for s in SIZES)  # 478,410
+NUM_DATA = 50_000
+SAMPLERS = {
+    "sgd": dict(lr=0.1),
+    "sgld": dict(lr=0.1),
+    "psgld": dict(lr=1e-3, alpha=0.99),
+    "sghmc": dict(lr=0.01, friction=0.1),
+    "underdamped": dict(lr=0.01, friction=0.1),
+}
+
+
+def mlp_params() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(s, generator=g) * 0.05) for s in SIZES]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=g) * 1e-2
+    return params
+
+
+def _finite_check_v0(grads) -> bool:
+    """The finite check as first written (foreach 2-norms, stack, isfinite, all), for comparison."""
+    return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
+
+
+def make_step(name: str):
+    """A zero-argument callable doing one update of ``name``.
+
+    ``name``: a sampler; 'torch_sgd'; 'normal_'; 'sgld_no_check' (sgld with check_finite=False);
+    'finite_check' (the sampler's NaN/Inf check alone) or 'finite_check_v0' (the check as first written).
+    """
+    if name == "normal_":
+        buf = torch.empty(NUM_PARAMS)
+        return lambda: buf.normal_()
+    params = mlp_params()
+    if name == "torch_sgd":
+        return torch.optim.SGD(params, lr=0.1, foreach=True).step
+    if name == "sgld_no_check":
+        opt = sgmcmc.SGLD(params, 0.1, num_data=NUM_DATA, check_finite=False)
+        opt.step()
+        return opt.step
+    grads = [p.grad for p in params]
+    if name == "finite_check":
+        opt = sgmcmc.SGLD(params, 0.1, num_data=NUM_DATA)
+        offsets = list(range(len(params)))
+        return lambda: opt._check_finite(grads, 0, offsets)
+    if name == "finite_check_v0":
+        return lambda: _finite_check_v0(grads)
+    kw = dict(SAMPLERS[name])
+    lr = kw.pop("lr")
+    opt = sgmcmc.get(name)(params, lr, num_data=NUM_DATA, **kw)
+    opt.step()  # allocate state and buffers outside the timing
+    return opt.step
+
+
+CASES = ["normal_", "torch_sgd", *SAMPLERS, "sgld_no_check", "finite_check", "finite_check_v0"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_step(benchmark, name):
+    assert NUM_PARAMS == 478_410
+    benchmark.group = "one step, 784-400-400-10 MLP"
+    step = make_step(name)
+    benchmark.pedantic(step, rounds=300, iterations=1, warmup_rounds=20)
+
+
+# ---------------------------------------------------------------------- table
+def _table(medians: dict[str, float], mins: dict[str, float]) -> str:
+    ref = medians["normal_"]
+    lines = ["| update | median ms | min ms | median / normal_ |", "|---|---|---|---|"]
+    for name in CASES:
+        if name in medians:
+            lines.append(f"| {name} | {medians[name] * 1e3:.3f} | {mins[name] * 1e3:.3f} | {medians[name] / ref:.2f} |")
+    return "\n".join(lines)
+
+
+def _from_json(path: str) -> str:
+    import json
+
+    data = json.load(open(path))
+    med, mn = {}, {}
+    for b in data["benchmarks"]:
+        name = b["params"]["name"]
+        med[name], mn[name] = b["stats"]["median"], b["stats"]["min"]
+    return _table(med, mn)
+
+
+def _by_hand(rounds: int = 400) -> str:
+    """Round-robin timing: each round times every case once, so a busy neighbour hurts all alike."""
+    steps = {name: make_step(name) for name in CASES}
+    times: dict[str, list[float]] = {name: [] for name in CASES}
+    for _ in range(20):
+        for step in steps.values():
+            step()
+    for _ in range(rounds):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
+    med = {n: sorted(ts)[len(ts) // 2] for n, ts in times.items()}
+    mn = {n: min(ts) for n, ts in times.items()}
+    return _table(med, mn)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--json":
+        print(_from_json(sys.argv[2]))
+    else:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        print(_by_hand())
