@@ -432,12 +432,14 @@ def load_configs(config_dir: str | os.PathLike = CONFIG_DIR) -> dict[str, dict]:
 
 
 def hyper_for(task_cfg: dict, sampler: str) -> dict:
-    """The tuned hyperparameters of ``sampler`` on a task; a sampler with no entry (a user's
-    ``module:Class``) starts from sgld's lr, which means the same thing for every sampler."""
+    """The tuned hyperparameters of ``sampler`` on a task, after the task-wide keys (a scalar at
+    the task's level, e.g. its prior: the same for every sampler). A sampler with no entry of its
+    own (a user's ``module:Class``) starts from sgld's lr, which means the same for every sampler."""
+    task_wide = {k: v for k, v in task_cfg.items() if k not in _CONFIG_META and not isinstance(v, (dict, list))}
     if sampler in task_cfg:
-        return {k: v for k, v in task_cfg[sampler].items() if k not in _CONFIG_META}
+        return {**task_wide, **{k: v for k, v in task_cfg[sampler].items() if k not in _CONFIG_META}}
     if "sgld" in task_cfg:
-        return {"lr": task_cfg["sgld"]["lr"]}
+        return {**task_wide, "lr": task_cfg["sgld"]["lr"]}
     raise ValueError(f"no hyperparameters configured for {sampler!r} and no sgld entry to start from")
 
 

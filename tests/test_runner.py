@@ -271,3 +271,19 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     for path in folder.glob("*"):
         assert path.suffix == ".json"
         runner.read_record(path)
+
+
+def test_task_wide_config_keys_reach_every_sampler_and_extras_are_labelled():
+    cfg = {"prior": "isotropic", "prior_sd": 1.0, "note": "n", "sweep": [0.5, 1.0],
+           "sgld": {"lr": 0.1}, "sghmc": {"lr": 0.01, "friction": 0.1},
+           "extra": [{"sampler": "sgld", "label": "cold T=0.01", "temperature": 0.01}]}
+    assert runner.hyper_for(cfg, "sghmc") == {"prior": "isotropic", "prior_sd": 1.0, "lr": 0.01, "friction": 0.1}
+    assert runner.hyper_for(cfg, "pkg:User") == {"prior": "isotropic", "prior_sd": 1.0, "lr": 0.1}
+    specs = runner.build_grid("toy", "quick", ["sgld", "sghmc"], seeds=2, configs={"gauss-corr-2d": cfg},
+                              tasks=["gauss-corr-2d"])
+    variants = [(s.sampler, s.variant, s.seed) for s in specs]
+    assert variants.count(("sgld", "cold T=0.01", 0)) == 1 and ("sgld", "cold T=0.01", 1) in variants
+    cold = next(s for s in specs if s.variant == "cold T=0.01")
+    assert cold.hyper_dict == {"prior": "isotropic", "prior_sd": 1.0, "lr": 0.1, "temperature": 0.01}
+    sweep = [s for s in specs if s.variant == "sweep"]
+    assert sorted(s.hyper_dict["lr"] for s in sweep) == [0.005, 0.05]  # factor 1 is the tuned run
