@@ -1,0 +1,232 @@
+"""The ``dask`` executor: every run of the grid as one task on a ``dask.distributed`` cluster.
+
+``python -m benchmarks run ... --executor dask`` starts a :class:`~distributed.LocalCluster` on
+loopback (``--jobs`` worker processes, one thread each) and closes it afterwards;
+``--executor dask --scheduler tcp://host:8786`` submits to an existing cluster and leaves it running.
+Each task is :func:`benchmarks.runner.run_one` on a worker, which writes that run's record
+atomically into the results directory, so the results directory must be one path that every
+worker and the client see (a shared filesystem, mounted at the same path everywhere). The client
+reports each run as it completes (``on_record``), in completion order.
+
+Decisions, each one a property the tests check:
+
+* **One run per worker process at a time.** Runs seed torch's global RNG and set its thread count,
+  both per process, so two runs in one process would change each other's numbers. A worker with
+  several threads still runs one run at a time (a per-process lock); start workers with
+  ``--nthreads 1`` and as many ``--nworkers`` as runs you want at once. The client keeps at most one
+  run in flight per worker process, so a worker that dies takes no queued run down with it.
+* **Threads.** With the LocalCluster each run gets ``cpu_threads_per_worker(jobs)`` torch threads, as
+  the local process pool does. On an existing cluster each run gets ``cpu_count // (worker processes
+  on that host)`` threads, computed on the worker from the host's own core count (1 for a worker
+  that joined after the grid started). An explicit ``RunOptions.threads`` is used as given.
+* **A worker that dies mid-run** (killed, out of memory, segfault) writes no record: the record is
+  only ever written whole, at the end of the run. Dask retries the run on another worker; with the
+  LocalCluster we set ``distributed.scheduler.allowed-failures`` to 1, so a run that kills its
+  worker twice ends as :class:`distributed.KilledWorker`, is reported ``failed`` (``worker died``;
+  there is no record, so the next invocation runs it again) and the rest of the grid goes on.
+  On an existing cluster the scheduler's own setting applies (dask's default is 3; start the
+  scheduler with ``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1`` for the same behaviour).
+* **Ctrl-C** cancels the runs in flight, closes the client and the LocalCluster we started (never
+  a cluster we were pointed at) and re-raises :class:`KeyboardInterrupt`, so
+  :func:`benchmarks.runner.execute` marks the summary interrupted. Finished runs keep their records.
+
+Dask is optional: ``pip install "sgmcmc-bench[dask]"``. Without it :func:`require_dask` raises
+:class:`DaskUnavailableError`, whose message names that command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections import Counter
+from typing import Callable
+
+from . import runner
+from .runner import RunOptions, RunSpec
+
+INSTALL_HINT = 'pip install "sgmcmc-bench[dask]"'
+#: how often the LocalCluster retries a run whose worker died (so a deterministic crash costs two workers)
+LOCAL_ALLOWED_FAILURES = 1
+
+
+class DaskError(RuntimeError):
+    """The dask executor cannot start: dask missing, or the scheduler cannot be reached."""
+
+
+class DaskUnavailableError(DaskError, ImportError):
+    """``dask.distributed`` is not installed."""
+
+
+def require_dask():
+    """Import and return ``distributed``, or raise :class:`DaskUnavailableError` naming the install command."""
+    try:
+        import dask  # noqa: F401
+        import dask.distributed  # noqa: F401
+        import distributed
+    except ImportError as exc:
+        raise DaskUnavailableError(
+            f"--executor dask needs dask.distributed, which is not installed ({exc}); "
+            f"install it with: {INSTALL_HINT}") from None
+    return distributed
+
+
+# --------------------------------------------------------------------------- on the worker
+try:
+    from distributed import WorkerPlugin as _WorkerPlugin
+except ImportError:  # dask is optional; require_dask() says how to install it
+    _WorkerPlugin = object
+
+
+class IgnoreSigint(_WorkerPlugin):
+    """Registered on the LocalCluster's workers only: Ctrl-C in a terminal reaches the whole process
+    group, and the client, not each worker, decides what stops (as in the local process pool)."""
+
+    name = "sgmcmc-bench-ignore-sigint"
+
+    def setup(self, worker) -> None:
+        import signal
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+_RUN_LOCK = threading.Lock()  # one run per worker process: torch's RNG and thread count are per process
+
+
+def _this_host() -> str | None:
+    try:
+        from distributed import get_worker
+        from distributed.comm import get_address_host
+
+        return get_address_host(get_worker().address)
+    except (ImportError, ValueError):
+        return None
+
+
+def run_on_worker(spec: RunSpec, opts: RunOptions, workers_by_host: dict[str, int] | None = None) -> dict:
+    """The dask task: :func:`runner.run_one` with a thread count fitted to this worker's host."""
+    if not opts.threads:
+        per_host = (workers_by_host or {}).get(_this_host() or "")
+        opts = dataclasses.replace(opts, threads=runner.cpu_threads_per_worker(per_host) if per_host else 1)
+    with _RUN_LOCK:
+        return runner.run_one(spec, opts)
+
+
+# --------------------------------------------------------------------------- on the client
+def workers_by_host(workers) -> dict[str, int]:
+    """host -> number of worker processes there, from worker addresses (e.g. ``Client.nthreads()``)."""
+    from distributed.comm import get_address_host
+
+    return dict(Counter(get_address_host(addr) for addr in workers))
+
+
+def died_record(spec: RunSpec, exc: BaseException) -> dict:
+    """What the client reports for a run whose worker died: ``failed``, never written to disk."""
+    from distributed import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        why = f"worker died while running it ({type(exc).__name__}: {exc})"
+    else:
+        why = f"{type(exc).__name__}: {exc}"
+    return {"key": spec.key, "config": spec.config(), "status": "failed", "metrics": {},
+            "error": f"{why}; no record was written, run the same command again to retry",
+            "record_written": False}
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(os.path.expanduser(path)) if path else path
+
+
+def execute_dask(todo: list[RunSpec], opts: RunOptions, *, jobs: int, scheduler: str | None,
+                 on_record: Callable[[dict], None], log: Callable[[str], None]) -> None:
+    """Run every spec of ``todo`` on a dask cluster; ``on_record`` gets each record as its run ends.
+
+    ``scheduler=None`` starts a LocalCluster of ``jobs`` single-threaded worker processes on
+    127.0.0.1 and closes it afterwards; otherwise connect to that scheduler address (``jobs`` is
+    then ignored: the cluster's workers decide). Only :class:`KeyboardInterrupt` escapes mid-grid.
+    """
+    distributed = require_dask()
+    import dask
+
+    opts = dataclasses.replace(opts, show_progress=False, results_dir=_absolute(opts.results_dir),
+                               data_dir=_absolute(opts.data_dir))
+    cluster = client = None
+    futures: dict = {}
+    try:
+        if scheduler is None:
+            opts = dataclasses.replace(opts, threads=opts.threads or runner.cpu_threads_per_worker(jobs))
+            with dask.config.set({"distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES}):
+                # everything on loopback: the scheduler, the workers, and the scheduler's HTTP routes
+                # (which listen on 8787 even without a dashboard unless given an address)
+                cluster = distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                                   host="127.0.0.1", dashboard_address=None,
+                                                   scheduler_kwargs={"dashboard": False,
+                                                                     "dashboard_address": "127.0.0.1:0"},
+                                                   silence_logs=logging.ERROR)
+            client = distributed.Client(cluster, set_as_default=False)
+            register = getattr(client, "register_plugin", None) or client.register_worker_plugin
+            register(IgnoreSigint())
+            log(f"dask: LocalCluster at {cluster.scheduler_address}, {jobs} worker(s) x 1 thread, "
+                f"{opts.threads} torch thread(s) per run")
+        else:
+            try:
+                client = distributed.Client(scheduler, set_as_default=False)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise DaskError(f"--scheduler {scheduler}: cannot reach the dask scheduler ({exc}); "
+                                f"start one with `dask scheduler` and workers with "
+                                f"`dask worker {scheduler} --nworkers N --nthreads 1`") from None
+            workers = client.nthreads()
+            log(f"dask: scheduler {scheduler}, {len(workers)} worker(s) on {len(workers_by_host(workers))} host(s)"
+                + ("" if workers else "; waiting for workers to join")
+                + (f"; --jobs {jobs} is ignored, the cluster's workers decide" if jobs > 1 else ""))
+            if any(n > 1 for n in workers.values()):
+                log("dask: some workers have several threads; each worker process still runs one run at a "
+                    "time (torch's RNG and thread count are per process): use `dask worker --nthreads 1 "
+                    "--nworkers N`")
+
+        hosts: dict[str, int] = {}
+
+        def capacity() -> int:
+            """Runs to keep in flight: one per worker process (at least one, to wait for workers)."""
+            nonlocal hosts
+            workers = client.nthreads()
+            hosts = workers_by_host(workers)
+            return max(1, len(workers))
+
+        queue = list(reversed(todo))
+
+        def submit_next() -> object:
+            spec = queue.pop()
+            fut = client.submit(run_on_worker, spec, opts, None if scheduler is None else hosts,
+                                key=f"run-{spec.key}", pure=False)
+            futures[fut] = spec
+            return fut
+
+        limit = capacity()
+        done = distributed.as_completed([submit_next() for _ in range(min(limit, len(queue)))], loop=client.loop)
+        for fut in done:
+            spec = futures.pop(fut)
+            try:
+                record = fut.result()
+            except Exception as exc:  # the worker died (KilledWorker) or could not run the task at all
+                record = died_record(spec, exc)
+            fut.release()
+            on_record(record)
+            if queue:
+                limit = capacity()
+                while queue and len(futures) < limit:
+                    done.add(submit_next())
+    except KeyboardInterrupt:
+        if client is not None and futures:
+            try:
+                client.cancel(list(futures), force=True)
+            except Exception:  # the interrupt matters more than a failed cancel
+                pass
+        raise
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
