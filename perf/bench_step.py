@@ -8,8 +8,8 @@ Side by side in one run: each sampler's step, ``torch.optim.SGD(foreach=True)`` 
 and ``normal_()`` on one flat buffer of the same size (the noise alone). The goal: every sampler's
 step costs at most 1.2x its noise. The gradients are filled with random values once; torch keeps
 its default thread count. ``python perf/bench_step.py [--json FILE]`` prints the markdown table of
-perf/README_step.md from a ``--benchmark-json`` file, or, without one, times the same steps by hand
-round-robin (every round times each case once, so a busy machine skews them alike).
+perf/README_step.md from a ``--benchmark-json`` file, or, without one, times the same steps by hand,
+interleaved (every round warms and times each case once, so a busy machine skews them alike).
 """
 
 from __future__ import annotations
@@ -109,15 +109,16 @@ def _from_json(path: str) -> str:
     return _table(med, mn)
 
 
-def _by_hand(rounds: int = 400) -> str:
-    """Round-robin timing: each round times every case once, so a busy neighbour hurts all alike."""
+def _by_hand(rounds: int = 300, warm: int = 2) -> str:
+    """Interleaved timing: each round runs every case ``warm`` times untimed (so its memory is in
+    cache, as in the pytest-benchmark run) and times the next call; a busy neighbour then skews
+    every case alike instead of whichever happened to run at the time."""
     steps = {name: make_step(name) for name in CASES}
     times: dict[str, list[float]] = {name: [] for name in CASES}
-    for _ in range(20):
-        for step in steps.values():
-            step()
     for _ in range(rounds):
         for name, step in steps.items():
+            for _ in range(warm):
+                step()
             t0 = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - t0)

@@ -11,6 +11,13 @@ Subclasses implement :meth:`_update`, which receives one bucket of parameters (a
 of one dtype) with their gradients and performs the update with ``torch._foreach_*`` ops over the
 whole list. Gaussian noise comes from :meth:`_noise`, one flat buffer per bucket filled in place by
 ``normal_`` (from the global generator, or the ``generator=`` given at construction).
+
+A step has two phases so that a NaN or Inf gradient is caught before anything changes: every
+bucket is first prepared (:meth:`_prepare`: optional work that reads the gradients but changes
+neither the parameters nor the sampler state) and checked, and only then updated. A sampler whose
+preparation already writes a flat buffer that depends on every gradient element returns a cheap
+reduction of it as the finiteness witness, which saves the base class its own pass over the
+gradients.
 """
 
 from __future__ import annotations
@@ -148,6 +155,7 @@ class Sampler(torch.optim.Optimizer):
         self.check_finite = bool(check_finite)
         self._noise_buffers: dict[tuple, torch.Tensor] = {}
         self._noise_views: dict[tuple, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        self._staged: set[int] = set()
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ validation
@@ -178,6 +186,7 @@ class Sampler(torch.optim.Optimizer):
         state_dict = dict(state_dict)
         gen_state = state_dict.pop("generator_state", None)
         self._step_counter = int(state_dict.pop("step_count", 0))
+        self._staged.clear()
         super().load_state_dict(state_dict)
         if gen_state is not None and self.generator is not None:
             self.generator.set_state(gen_state)
@@ -189,39 +198,57 @@ class Sampler(torch.optim.Optimizer):
         """N(0, std^2) draws shaped like ``params``: views of one flat buffer filled in place.
 
         One ``normal_`` call fills the bucket's buffer (the scale ``std`` costs nothing extra: it is
-        applied inside the Box-Muller transform), so the noise is a single pass over memory. The
-        views are cached per shape list, so a step allocates nothing.
+        applied inside the Box-Muller transform), so the noise is a single pass over memory. Each
+        bucket has its own buffer (so noise drawn in :meth:`_prepare` survives until
+        :meth:`_update`), and the views are cached, so a step allocates nothing.
         """
-        first = params[0]
-        shapes = tuple(p.shape for p in params)
-        key = (first.device, first.dtype, shapes)
-        views = self._noise_views.get(key)
-        if views is None:
-            numels = [p.numel() for p in params]
-            bkey = (first.device, first.dtype, sum(numels))
-            buf = self._noise_buffers.get(bkey)
-            if buf is None:
-                buf = torch.empty(bkey[2], device=first.device, dtype=first.dtype)
-                self._noise_buffers[bkey] = buf
-            if len(params) == 1:
-                views = (buf, [buf.view(first.shape)])
-            else:
-                views = (buf, [chunk.view(p.shape) for chunk, p in zip(torch.split(buf, numels), params)])
-            self._noise_views[key] = views
-        buf, out = views
-        buf.normal_(0.0, std, generator=self.generator)
+        out = self._noise_like(params)
+        self._noise_flat(params).normal_(0.0, std, generator=self.generator)
         return out
 
+    def _noise_flat(self, params: list[torch.Tensor]) -> torch.Tensor:
+        """The flat buffer behind :meth:`_noise` for this bucket (its current contents)."""
+        return self._noise_entry(params)[0]
+
+    def _noise_like(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self._noise_entry(params)[1]
+
+    def _noise_entry(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        first = params[0]
+        key = (id(first), first.device, first.dtype, tuple(p.shape for p in params))
+        entry = self._noise_views.get(key)
+        if entry is None:
+            numels = [p.numel() for p in params]
+            bkey = (id(first), first.device, first.dtype)  # buckets are disjoint: the first parameter names one
+            buf = self._noise_buffers.get(bkey)
+            if buf is None or buf.numel() != sum(numels):
+                buf = torch.empty(sum(numels), device=first.device, dtype=first.dtype)
+                self._noise_buffers[bkey] = buf
+                self._noise_views = {k: v for k, v in self._noise_views.items() if k[:3] != bkey}
+            views = [buf.view(first.shape)] if len(params) == 1 else [
+                chunk.view(p.shape) for chunk, p in zip(torch.split(buf, numels), params)
+            ]
+            entry = self._noise_views[key] = (buf, views)
+        return entry
+
     # ------------------------------------------------------------------ step
-    def _check_finite(self, grads: list[torch.Tensor], group_index: int, offsets: list[int]) -> None:
+    def _check_finite(
+        self, grads: list[torch.Tensor], group_index: int, offsets: list[int], witness: torch.Tensor | None = None
+    ) -> None:
         """Raise :class:`NonFiniteGradientError` if any gradient holds a NaN or an Inf.
 
-        The fast path is one cheap reduction (the 2-norms, summed: finite exactly when every
-        element is finite, unless it overflows) and one device sync; only when that sum is not
-        finite is each tensor checked element-wise, so a huge but finite gradient whose norm
-        overflows is not mistaken for a diverged chain.
+        The fast path is one cheap reduction and one device sync: the sampler's ``witness`` from
+        :meth:`_prepare` when it gave one, else the gradients' 2-norms, summed (finite exactly when
+        every element is finite, unless it overflows). Only when that is not finite is each
+        gradient checked element-wise, so a huge but finite gradient whose reduction overflows is
+        not mistaken for a diverged chain.
         """
-        total = torch.stack(torch._foreach_norm(grads)).sum() if len(grads) > 1 else torch.linalg.vector_norm(grads[0])
+        if witness is not None:
+            total = witness
+        elif len(grads) > 1:
+            total = torch.stack(torch._foreach_norm(grads)).sum()
+        else:
+            total = torch.linalg.vector_norm(grads[0])
         if math.isfinite(total.item()):
             return
         bad = next((i for i, g in enumerate(grads) if not bool(torch.isfinite(g).all())), None)
@@ -260,17 +287,41 @@ class Sampler(torch.optim.Optimizer):
                 b[1].append(p.grad)
                 b[2].append(pi)
             for params, grads, offsets in buckets.values():
+                witness = self._prepare(group, params, grads)
                 if self.check_finite:
-                    self._check_finite(grads, gi, offsets)
+                    self._check_finite(grads, gi, offsets, witness)
                 work.append((group, params, grads))
-        # every gradient was checked before any parameter moves
+        # every gradient was checked before any parameter or state changes
         for group, params, grads in work:
             self._update(group, params, grads)
         self._step_counter = self._steps_done + 1
         return loss
 
+    def _prepare(self, group: dict, params: list[torch.Tensor], grads: list[torch.Tensor]) -> torch.Tensor | None:
+        """Optional first phase of a bucket's update, run for every bucket before any :meth:`_update`.
+
+        It may read the gradients and fill the sampler's own scratch buffers (e.g. draw the noise
+        and add the gradient term to it) but must change neither the parameters nor ``self.state``.
+        It returns a 0-dim tensor that is finite whenever every gradient is (a sum over a buffer
+        into which every gradient element entered), or None to let the base class reduce the
+        gradients itself. The default does nothing.
+        """
+        return None
+
     def _update(self, group: dict, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         raise NotImplementedError
+
+    def _mark_staged(self, params: list[torch.Tensor]) -> None:
+        """Record that :meth:`_prepare` staged work for this bucket (named by its first parameter)."""
+        self._staged.add(id(params[0]))
+
+    def _take_staged(self, params: list[torch.Tensor]) -> bool:
+        """True (once) if :meth:`_prepare` staged work for this bucket; else ``_update`` stages it itself."""
+        key = id(params[0])
+        if key in self._staged:
+            self._staged.discard(key)
+            return True
+        return False
 
     # helpers for subclasses
     def _state_list(self, params: list[torch.Tensor], key: str, init: Callable[[torch.Tensor], Any]) -> list:

@@ -34,13 +34,13 @@ class PSGLD(Sampler):
         self._flat_cache.clear()  # rebuilt from the loaded per-parameter state on the next step
         super().load_state_dict(state_dict)
 
-    def _buffers(self, group, params, grads):
-        """Flat V and scratch buffers for this bucket; ``state[p]["square_avg"]`` are views of V.
+    def _buffers(self, group, params):
+        """Flat V and scratch buffers for this bucket, and the positions of parameters without state.
 
-        One flat V lets sqrt, + eps and rsqrt run as single ops with no temporaries. Per-parameter
-        state stays the source of truth: when it is not (or no longer) a view of the cached buffer
-        (first step, a parameter that skipped steps, ``load_state_dict``) the buffer is rebuilt
-        from it, and a parameter without state starts at V = g * g.
+        ``state[p]["square_avg"]`` are views of the flat V, so sqrt, + eps and rsqrt run as single ops
+        with no temporaries. Per-parameter state stays the source of truth: when it is not (or no
+        longer) a view of the cached buffer (first step, a parameter that skipped steps,
+        ``load_state_dict``) the buffer is rebuilt from it. Nothing here writes ``self.state``.
         """
         first = params[0]
         key = (id(group), first.device, first.dtype)
@@ -52,33 +52,48 @@ class PSGLD(Sampler):
             scratch = torch.empty_like(square_avg)
             v_views = [c.view(p.shape) for c, p in zip(torch.split(square_avg, numels), params)]
             s_views = [c.view(p.shape) for c, p in zip(torch.split(scratch, numels), params)]
-            fresh = []
-            for i, (old, view, g) in enumerate(zip(current, v_views, grads)):
-                if old is None:
-                    torch.mul(g, g, out=view)
-                    fresh.append(i)
-                else:
+            fresh = [i for i, old in enumerate(current) if old is None]
+            for old, view in zip(current, v_views):
+                if old is not None:
                     view.copy_(old)
-            cache = (square_avg, scratch, v_views, s_views)
-            self._flat_cache[key] = cache
-            for p, view in zip(params, v_views):
-                self.state[p]["square_avg"] = view
-            return cache, fresh
-        return cache, []
+            cache = self._flat_cache[key] = (square_avg, scratch, v_views, s_views, fresh)
+        return cache
+
+    def _stage(self, group, params, grads):
+        """The new V into the scratch buffer: alpha V + (1 - alpha) g^2, or g^2 without state."""
+        alpha = group["alpha"]
+        square_avg, new, v_views, n_views, fresh = self._buffers(group, params)
+        if not fresh:
+            torch.mul(square_avg, alpha, out=new)
+            torch._foreach_addcmul_(n_views, grads, grads, value=1.0 - alpha)
+        else:
+            for i, (v, n, g) in enumerate(zip(v_views, n_views, grads)):
+                if i in fresh:
+                    torch.mul(g, g, out=n)
+                else:
+                    torch.mul(v, alpha, out=n)
+                    n.addcmul_(g, g, value=1.0 - alpha)
+        return new
+
+    def _prepare(self, group, params, grads):
+        if type(self)._update is not PSGLD._update:
+            return None
+        new = self._stage(group, params, grads)
+        self._mark_staged(params)
+        return new.sum()  # finite iff every gradient is (unless g^2 overflows)
 
     def _update(self, group, params, grads):
-        alpha, eps, lr = group["alpha"], group["eps"], group["lr"]
-        (square_avg, denom, v_views, d_views), fresh = self._buffers(group, params, grads)
-        if len(fresh) < len(params):  # V <- alpha V + (1 - alpha) g^2 for all but the fresh ones
-            if fresh:
-                old = [i for i in range(len(params)) if i not in set(fresh)]
-                vs, gs = [v_views[i] for i in old], [grads[i] for i in old]
-                torch._foreach_mul_(vs, alpha)
-            else:
-                vs, gs = v_views, grads
-                square_avg.mul_(alpha)
-            torch._foreach_addcmul_(vs, gs, gs, value=1.0 - alpha)
-        torch.sqrt(square_avg, out=denom)
+        eps, lr = group["eps"], group["lr"]
+        if not self._take_staged(params):
+            self._stage(group, params, grads)
+        key = (id(group), params[0].device, params[0].dtype)
+        old, new, old_views, new_views, _ = self._flat_cache[key]
+        # commit: the scratch buffer holds the new V; the old one becomes the scratch
+        self._flat_cache[key] = (new, old, new_views, old_views, [])
+        for p, view in zip(params, new_views):
+            self.state[p]["square_avg"] = view
+        denom, d_views = old, old_views
+        torch.sqrt(new, out=denom)
         denom.add_(eps)  # 1 / G = eps + sqrt(V)
         torch._foreach_addcdiv_(params, grads, d_views, value=-lr)  # theta -= h G g
         scale = math.sqrt(2.0 * lr * group["temperature"] / group["num_data"])

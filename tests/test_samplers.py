@@ -256,6 +256,28 @@ def test_nonfinite_gradient_raises_before_anything_moves(name):
     assert all(torch.equal(b, p) for b, p in zip(before, params))
 
 
+@pytest.mark.parametrize("name", ["sgld", "psgld", "sghmc", "underdamped", "sgd"])
+def test_nonfinite_gradient_in_a_later_bucket_leaves_earlier_buckets_alone(name):
+    """Every bucket (device, dtype) is prepared and checked before any is updated."""
+    a = torch.nn.Parameter(torch.ones(4, dtype=torch.float32))
+    b = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = sgmcmc.get(name)([a, b], 0.05, num_data=N)
+    for _ in range(2):
+        a.grad, b.grad = torch.full_like(a, 0.5), torch.full_like(b, 0.5)
+        opt.step()
+    state = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in opt.state[a].items()}
+    before = a.detach().clone(), b.detach().clone()
+    a.grad, b.grad = torch.full_like(a, 0.5), torch.tensor([0.5, float("inf"), 0.5], dtype=torch.float64)
+    with pytest.raises(NonFiniteGradientError):
+        opt.step()
+    assert torch.equal(a, before[0]) and torch.equal(b, before[1])
+    for k, v in opt.state[a].items():
+        assert torch.equal(v, state[k]) if isinstance(v, torch.Tensor) else v == state[k]
+    b.grad = torch.full_like(b, 0.5)
+    opt.step()  # and the chain goes on
+    assert not torch.equal(a, before[0])
+
+
 def test_huge_finite_gradient_is_not_mistaken_for_divergence():
     """The 2-norm of 1e30s overflows float32; the element-wise confirmation clears it."""
     p = torch.nn.Parameter(torch.zeros(10_000))
