@@ -129,6 +129,15 @@ def cmd_run(args) -> int:
         runner.resolve_device(args.device)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.scheduler and args.executor != "dask":
+        parser.error("--scheduler needs --executor dask")
+    if args.executor == "dask":
+        from .distributed import DaskError, require_dask
+
+        try:
+            require_dask()
+        except DaskError as exc:
+            parser.error(str(exc))
     overrides = dict(args.hyper)
     try:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
@@ -147,6 +156,13 @@ def cmd_run(args) -> int:
         summary = runner.execute(specs, opts, jobs=args.jobs, force=args.force, executor=args.executor,
                                  scheduler=args.scheduler, log=lambda m: print(m, file=sys.stderr))
     except runner.TaskNotReady as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeError as exc:  # the dask executor could not start (scheduler unreachable, ...)
+        from .distributed import DaskError
+
+        if not isinstance(exc, DaskError):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(summary.line())

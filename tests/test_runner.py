@@ -287,3 +287,12 @@ def test_task_wide_config_keys_reach_every_sampler_and_extras_are_labelled():
     assert cold.hyper_dict == {"prior": "isotropic", "prior_sd": 1.0, "lr": 0.1, "temperature": 0.01}
     sweep = [s for s in specs if s.variant == "sweep"]
     assert sorted(s.hyper_dict["lr"] for s in sweep) == [0.005, 0.05]  # factor 1 is the tuned run
+
+
+def test_dask_executor_without_dask_exits_2_naming_the_install(monkeypatch, capsys):
+    for mod in ("dask", "dask.distributed", "distributed"):
+        monkeypatch.setitem(sys.modules, mod, None)
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "toy", "--executor", "dask"])
+    assert exc.value.code == 2
+    assert 'pip install "sgmcmc-bench[dask]"' in capsys.readouterr().err
