@@ -279,12 +279,17 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
             steps = np.arange(len(vals)) * a["weight_trace"]["every"]
             ax_t.plot(steps, vals, lw=0.7, label=label)
             window = vals[-len(vals) // 5:]
-            ax_h.hist(window, bins=40, density=True, histtype="step", lw=1.5, label=label)
+            if np.ptp(window) < 1e-3:  # a point (SGD): a line, not a density spike that hides the rest
+                ax_h.axvline(window.mean(), color=ax_t.lines[-1].get_color(), lw=2, label=f"{label} (a point)")
+            else:
+                ax_h.hist(window, bins=40, density=True, histtype="step", lw=1.5,
+                          color=ax_t.lines[-1].get_color(), label=label)
         ax_t.set_xlabel("step")
         ax_t.set_ylabel("value of one weight (layer 2)")
         ax_t.set_title("one weight over the run")
         ax_h.set_xlabel("weight value")
         ax_h.set_title("its distribution over the last 20 % of steps")
+        ax_h.legend(fontsize=8)
         ax_t.legend(fontsize=8)
         fig.suptitle(f"{task}: SGD converges to a point, the samplers explore")
         fig.tight_layout()
