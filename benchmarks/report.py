@@ -71,12 +71,20 @@ def _fmt(mean: float, sd: float, fmt: str) -> str:
     return s
 
 
+def _row_order(sampler: str, variant: str) -> tuple:
+    """Built-in samplers in their usual order, then others by name; the tuned row before variants."""
+    from .runner import DEFAULT_SAMPLERS
+
+    rank = DEFAULT_SAMPLERS.index(sampler) if sampler in DEFAULT_SAMPLERS else len(DEFAULT_SAMPLERS)
+    return (variant != "tuned", rank, sampler, variant)
+
+
 def task_table(frame: pd.DataFrame, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(display table as strings, numeric long table) for one task, sweep rows excluded."""
     df = frame[(frame.task == task) & (frame.variant != "sweep")]
     metrics = _metrics_of(task, df)
     display_rows, long_rows = [], []
-    groups = list(df.groupby(ROW_KEYS[1:], sort=False, dropna=False))
+    groups = sorted(df.groupby(ROW_KEYS[1:], sort=False, dropna=False), key=lambda kv: _row_order(*kv[0][:2]))
     stats = {}
     for key, g in groups:
         ok = g[g.status == "ok"]
