@@ -121,19 +121,24 @@ def task_table(frame: pd.DataFrame, task: str) -> tuple[pd.DataFrame, pd.DataFra
 def summary_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sampler x task headline metric (tuned rows, mean over seeds) with the rank on each task."""
     df = frame[(frame.variant == "tuned") & (frame.status == "ok")]
-    tasks = [t for t in df.task.unique()]
+    known = all_tasks()
+    tasks = [t for t in known if t in set(df.task)] + sorted(set(df.task) - set(known))
     cells, numeric = {}, []
     for task in tasks:
-        metric = _metrics_of(task, df)[0]
+        metrics = _metrics_of(task, df)
+        keys = known[task].summary_keys if task in known and known[task].summary_keys else (metrics[0].key,)
         sub = df[df.task == task]
-        if metric.key not in sub:
-            continue
-        means = sub.groupby("sampler")[metric.key].mean()
-        ranks = means.rank(ascending=(metric.better != "max"), method="min")
-        for sampler, value in means.items():
-            cells.setdefault(sampler, {})[f"{task}: {metric.label}"] = f"{format(value, metric.fmt)} ({int(ranks[sampler])})"
-            numeric.append({"sampler": sampler, "task": task, "metric": metric.key, "value": value,
-                            "rank": int(ranks[sampler])})
+        for metric in [m for m in metrics if m.key in keys]:
+            if metric.key not in sub:
+                continue
+            means = sub.groupby("sampler")[metric.key].mean()
+            ranks = means.rank(ascending=(metric.better != "max"), method="min")
+            for sampler, value in means.items():
+                rank = "" if np.isnan(ranks[sampler]) else f" ({int(ranks[sampler])})"
+                cells.setdefault(sampler, {})[f"{task}: {metric.label}"] = f"{format(value, metric.fmt)}{rank}"
+                if not np.isnan(ranks[sampler]):
+                    numeric.append({"sampler": sampler, "task": task, "metric": metric.key, "value": value,
+                                    "rank": int(ranks[sampler])})
     num = pd.DataFrame(numeric)
     table = pd.DataFrame.from_dict(cells, orient="index")
     if len(num):

@@ -80,6 +80,8 @@ class Task(ABC):
     description: str = ""
     #: the columns of this task's leaderboard table, in order; the first is the headline
     metrics: tuple[Metric, ...] = ()
+    #: metric keys shown in the leaderboard's summary table (default: the headline, metrics[0])
+    summary_keys: tuple[str, ...] = ()
     #: profiles in which this task is part of its suite
     profiles: tuple[str, ...] = PROFILES
 

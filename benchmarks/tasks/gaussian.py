@@ -40,7 +40,7 @@ TOY_PROFILES = {
 }
 
 TOY_METRICS = (
-    Metric("kl", "KL(fit||true)", "min"),
+    Metric("kl", "KL(fit, true)", "min"),
     Metric("w2", "W2", "min"),
     Metric("mean_error", "mean err (Mahal.)", "min"),
     Metric("var_error", "var err |log|", "min"),

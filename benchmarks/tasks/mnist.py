@@ -120,6 +120,7 @@ class MNISTTask(Task):
 
     suite = "mnist"
     metrics = MNIST_METRICS
+    summary_keys = ("error", "auroc_entropy")
 
     def __init__(self, name: str, model: str, profiles: tuple[str, ...], description: str,
                  data: Callable[[RunContext, str], ImageData] = load_real_data, protocol_overrides: dict | None = None):
