@@ -9,7 +9,9 @@ and ``normal_()`` on one flat buffer of the same size (the noise alone). The goa
 step costs at most 1.2x its noise. The gradients are filled with random values once; torch keeps
 its default thread count. ``python perf/bench_step.py [--json FILE]`` prints the markdown table of
 perf/README_step.md from a ``--benchmark-json`` file, or, without one, times the same steps by hand,
-interleaved (every round warms and times each case once, so a busy machine skews them alike).
+interleaved (every round warms and times each case once, so a busy machine skews them alike);
+``python perf/bench_step.py --before REV`` times the samplers of git revision REV against the
+current ones, interleaved in one process.
 """
 
 from __future__ import annotations
@@ -109,12 +111,11 @@ def _from_json(path: str) -> str:
     return _table(med, mn)
 
 
-def _by_hand(rounds: int = 300, warm: int = 2) -> str:
-    """Interleaved timing: each round runs every case ``warm`` times untimed (so its memory is in
-    cache, as in the pytest-benchmark run) and times the next call; a busy neighbour then skews
-    every case alike instead of whichever happened to run at the time."""
-    steps = {name: make_step(name) for name in CASES}
-    times: dict[str, list[float]] = {name: [] for name in CASES}
+def _interleaved(steps: dict, rounds: int, warm: int) -> tuple[dict, dict]:
+    """Each round runs every case ``warm`` times untimed (so its memory is in cache, as in the
+    pytest-benchmark run) and times the next call: a busy neighbour skews every case alike instead
+    of whichever happened to run at the time."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
             for _ in range(warm):
@@ -124,12 +125,59 @@ def _by_hand(rounds: int = 300, warm: int = 2) -> str:
             times[name].append(time.perf_counter() - t0)
     med = {n: sorted(ts)[len(ts) // 2] for n, ts in times.items()}
     mn = {n: min(ts) for n, ts in times.items()}
+    return med, mn
+
+
+def _by_hand(rounds: int = 300, warm: int = 2) -> str:
+    med, mn = _interleaved({name: make_step(name) for name in CASES}, rounds, warm)
     return _table(med, mn)
+
+
+def _before_after(rev: str, rounds: int = 200, warm: int = 2) -> str:
+    """The samplers of git revision ``rev`` (extracted to a temporary package) against the current
+    ones, interleaved in one process; ratios are to ``normal_`` and, more robust on a busy machine,
+    min over min."""
+    import importlib
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    tmp = Path(tempfile.mkdtemp())
+    pkg = tmp / "sgmcmc_before"
+    pkg.mkdir()
+    files = subprocess.run(["git", "ls-tree", "--name-only", rev, "sgmcmc/"], cwd=root, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for f in files:
+        if f.endswith(".py"):
+            text = subprocess.run(["git", "show", f"{rev}:{f}"], cwd=root, check=True, capture_output=True,
+                                  text=True).stdout
+            (pkg / Path(f).name).write_text(text)
+    sys.path.insert(0, str(tmp))
+    before = importlib.import_module("sgmcmc_before")
+    steps = {"normal_": make_step("normal_")}
+    for name, kw in SAMPLERS.items():
+        for label, mod in ((f"{name} ({rev})", before), (name, sgmcmc)):
+            kw2 = dict(kw)
+            lr = kw2.pop("lr")
+            params = mlp_params()
+            opt = mod.get(name)(params, lr, num_data=NUM_DATA, **kw2)
+            opt.step()
+            steps[label] = opt.step
+    med, mn = _interleaved(steps, rounds, warm)
+    lines = ["| update | median ms | min ms | median / normal_ | min / min normal_ |", "|---|---|---|---|---|"]
+    for name in steps:
+        lines.append(f"| {name} | {med[name] * 1e3:.3f} | {mn[name] * 1e3:.3f} | {med[name] / med['normal_']:.2f} "
+                     f"| {mn[name] / mn['normal_']:.2f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--json":
         print(_from_json(sys.argv[2]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "--before":
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        print(_before_after(sys.argv[2]))
     else:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
         print(_by_hand())

@@ -18,10 +18,9 @@ import pytest
 import torch
 
 import sgmcmc
-from sgmcmc import SGLD, Sampler
+from sgmcmc import SGLD
 from sgmcmc.testing import (
     CHECKS,
-    CheckFailed,
     ConformanceError,
     Protocol,
     check_sampler,
