@@ -64,7 +64,7 @@ def _load_path(spec: str) -> type:
             raise UnknownSamplerError(f"module {module_name!r} has no attribute {attr!r} (sampler {spec!r})") from None
     if not (isinstance(obj, type) and issubclass(obj, Sampler)):
         raise UnknownSamplerError(f"{spec!r} is {obj!r}, not a subclass of sgmcmc.Sampler")
-    if not obj.name:
+    if "name" not in vars(obj):  # not registered itself (a subclass must not report its parent's name)
         obj.name = spec
     return obj
 

@@ -158,3 +158,12 @@ def test_entry_points_vanish_with_the_distribution(fake_distribution, monkeypatc
     assert "fake" not in sgmcmc.available()
     with pytest.raises(UnknownSamplerError):
         sgmcmc.get("fake")
+
+
+def test_unregistered_subclass_reports_its_own_name_not_its_parents(tmp_path, monkeypatch):
+    (tmp_path / "sub_sampler.py").write_text(
+        "import sgmcmc\n\nclass MySGLD(sgmcmc.SGLD):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cls = sgmcmc.get("sub_sampler:MySGLD")
+    assert cls.name == "sub_sampler:MySGLD"
+    assert sgmcmc.get("sgld").name == "sgld"
