@@ -604,9 +604,20 @@ def real_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("real-cache")
 
 
+def real(load, *args, **kwargs):
+    """``load(*args, **kwargs)``; outside CI, a source this machine lacks skips the test with the
+    loader's own message (what was tried, the fix); in CI (CI=true, as .ci/run sets) it fails."""
+    try:
+        return load(*args, **kwargs)
+    except D.DataUnavailableError as exc:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            raise
+        pytest.skip(f"real data not available here (with CI=true this fails): {exc}")
+
+
 @pytest.mark.realdata
 def test_real_mnist(real_cache):
-    splits = {split: D.load_mnist(split, cache_dir=real_cache) for split in ("train", "validation", "test")}
+    splits = {split: real(D.load_mnist, split, cache_dir=real_cache) for split in ("train", "validation", "test")}
     assert splits["train"].provenance.source != "cache"
     for split, dataset in splits.items():
         assert dataset.images.shape == ({"train": 50_000}.get(split, 10_000), 28, 28)
@@ -622,7 +633,7 @@ def test_real_mnist(real_cache):
 
 @pytest.mark.realdata
 def test_real_notmnist(real_cache):
-    dataset = D.load_notmnist(cache_dir=real_cache)
+    dataset = real(D.load_notmnist, cache_dir=real_cache)
     assert dataset.images.shape == (18_724, 28, 28)
     assert torch.bincount(dataset.labels).tolist() == NOTMNIST_COUNTS
     assert dataset.provenance.sha256 == sources.KNOWN_SHA256["notmnist", "test"]
@@ -631,7 +642,7 @@ def test_real_notmnist(real_cache):
 
 @pytest.mark.realdata
 def test_real_fashion_mnist(real_cache):
-    dataset = D.load_fashion_mnist(cache_dir=real_cache)
+    dataset = real(D.load_fashion_mnist, cache_dir=real_cache)
     assert dataset.images.shape == (10_000, 28, 28)
     assert torch.bincount(dataset.labels).tolist() == [1000] * 10
     assert dataset.provenance.sha256 == sources.KNOWN_SHA256["fashion_mnist", "test"]
