@@ -9,7 +9,6 @@ Both take images as float32 in [0, 1], shaped [B, 784] (the MLP) or [B, 1, 28, 2
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 __all__ = ["MLP", "LeNet", "build_model", "MODELS"]

@@ -23,7 +23,6 @@ import os
 import platform
 import random
 import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -31,7 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -369,7 +368,6 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
 
             execute_dask(todo, opts, jobs=jobs, scheduler=scheduler, on_record=finished, log=log)
         elif jobs <= 1:
-            opts = dataclasses.replace(opts, show_progress=opts.show_progress)
             for spec in todo:
                 finished(run_one(spec, opts))
         else:

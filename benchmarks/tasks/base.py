@@ -12,7 +12,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -128,5 +128,3 @@ def build_sampler(sampler_cls: type, params, hyper: dict[str, Any], num_data: in
     lr = hyper.pop("lr")
     return sampler_cls(params, lr, num_data=num_data, **hyper)
 
-
-ProgressFn = Callable[[int], None]

@@ -22,7 +22,6 @@ predictions give the ``single_*`` metrics (one network, no averaging). ``evaluat
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -141,7 +140,7 @@ class MNISTTask(Task):
         hyper = dict(hyper)
         task_opts = {k: hyper.pop(k, v) for k, v in TASK_KEYS.items()}
         data = self.data(ctx, task_opts["evaluate_on"])
-        ctx.datasets.update({k: v.get("sha256", v) if isinstance(v, dict) else v for k, v in data.provenance.items()})
+        ctx.datasets.update({name: prov["sha256"] for name, prov in data.provenance.items()})
         device = ctx.device
         gen = torch.Generator().manual_seed(ctx.seed)
         model = build_model(self.model).to(device)
