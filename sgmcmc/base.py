@@ -24,11 +24,15 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import queue
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 __all__ = ["Sampler", "Hyper", "NonFiniteGradientError", "HyperparameterError"]
 
@@ -96,6 +100,123 @@ class Hyper:
         return float(value) if not isinstance(value, (int, float)) else value
 
 
+#: below this many noise values a step draws its noise in line (the thread hand-off costs ~30-60 us)
+_OVERLAP_MIN_NUMEL = 1 << 17
+
+
+def _profiler_enabled() -> bool:
+    return torch.autograd.profiler._is_profiler_enabled or torch._C._autograd._profiler_enabled()
+
+
+class _NoiseAborted(RuntimeError):
+    """The stepping thread failed before it drew this bucket's noise (the step is abandoned)."""
+
+
+class _StepJob:
+    """The body of one overlapped step, run on the worker thread, while the stepping thread
+    draws the declared noise into ``fills`` (flat buffers, in order) and signals each one."""
+
+    __slots__ = ("sampler", "work", "fills", "drawn", "all_drawn", "aborted", "done", "error")
+
+    def __init__(self, sampler: "Sampler", work: list, fills: list[tuple[torch.Tensor, float]]):
+        self.sampler = sampler
+        self.work = work
+        self.fills = fills
+        self.drawn = {id(buf): (threading.Event(), std) for buf, std in fills}
+        self.all_drawn = threading.Event()
+        self.aborted = False
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with torch.no_grad():
+                self.sampler._run_buckets(self.work, noise_phase=False)
+            left = [std for event, std in self.drawn.values() if event is not None]
+            if left and not self.aborted and not self.sampler._splits_noise:
+                raise RuntimeError(
+                    f"{type(self.sampler).__name__}: _noise_std declared noise that _update never drew "
+                    f"(scales {left}); a sampler must call _noise once per bucket it declares"
+                )
+        except BaseException as exc:  # re-raised in the stepping thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def draw(self, generator: torch.Generator | None) -> None:
+        """In the stepping thread: draw every declared buffer in order, releasing each at once."""
+        try:
+            for buf, std in self.fills:
+                buf.normal_(0.0, std, generator=generator)
+                self.drawn[id(buf)][0].set()
+        except BaseException:
+            self.aborted = True
+            raise
+        finally:
+            for event, _std in self.drawn.values():
+                if event is not None:
+                    event.set()
+            self.all_drawn.set()
+
+    def take(self, buf: torch.Tensor, std: float) -> bool:
+        """In the worker: wait for ``buf``'s draw; False if it is not (or no longer) declared."""
+        event, declared = self.drawn.get(id(buf), (None, None))
+        if event is None:
+            self.all_drawn.wait()  # an undeclared draw comes after every declared one
+            return False
+        event.wait()
+        self.drawn[id(buf)] = (None, declared)
+        if self.aborted:
+            raise _NoiseAborted("the stepping thread stopped before drawing this noise")
+        if declared != std:
+            raise RuntimeError(
+                f"{type(self.sampler).__name__}: _noise(std={std!r}) but _noise_std declared {declared!r} "
+                f"for this bucket"
+            )
+        return True
+
+    def wait(self) -> None:
+        """Until the worker is done with the parameters, whatever interrupts the wait."""
+        while True:
+            try:
+                self.done.wait()
+                return
+            except BaseException:  # e.g. Ctrl-C: the worker must not outlive the step
+                if self.done.is_set():
+                    raise
+
+
+class _NoiseWorker:
+    """One daemon thread that runs :class:`_StepJob`s; one per process (rebuilt after a fork)."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="sgmcmc-noise", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self.jobs.get().run()
+
+    def submit(self, job: _StepJob) -> None:
+        self.jobs.put(job)
+
+
+_WORKER: _NoiseWorker | None = None
+_WORKER_LOCK = threading.Lock()
+
+
+def _noise_worker() -> _NoiseWorker:
+    global _WORKER
+    worker = _WORKER
+    if worker is None or worker.pid != os.getpid():
+        with _WORKER_LOCK:
+            if _WORKER is None or _WORKER.pid != os.getpid():
+                _WORKER = _NoiseWorker()
+            worker = _WORKER
+    return worker
+
+
 #: Hyperparameters shared by every sampler.
 COMMON_HYPERS: dict[str, Hyper] = {
     "lr": Hyper(None, low=0.0, low_open=True, doc="step size h on L = U / N"),
@@ -116,6 +237,9 @@ class Sampler(torch.optim.Optimizer):
     generator: optional ``torch.Generator`` for the noise; the global generator otherwise.
     check_finite: if True (default) a NaN or Inf gradient raises :class:`NonFiniteGradientError`
         before the parameters change.
+    overlap_noise: draw the Gaussian noise on a background thread while the rest of the update
+        runs: None (default) decides per step (CPU, >= 2 torch threads, >= 2^17 noise values), True
+        always on the CPU, False never. The chain is the same to the bit either way.
     **hyper: the sampler's own hyperparameters (see ``cls.hypers``).
     """
 
@@ -135,6 +259,7 @@ class Sampler(torch.optim.Optimizer):
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         check_finite: bool = True,
+        overlap_noise: bool | None = None,
         **hyper: Any,
     ):
         owner = type(self).__name__
@@ -155,7 +280,13 @@ class Sampler(torch.optim.Optimizer):
         self.check_finite = bool(check_finite)
         self._noise_buffers: dict[tuple, torch.Tensor] = {}
         self._noise_views: dict[tuple, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        self._noise_by_list: dict[int, tuple[list, tuple]] = {}
+        self._overlap_job: _StepJob | None = None
+        self._bucket_cache: tuple | None = None
         self._staged: set[int] = set()
+        if overlap_noise not in (None, True, False):
+            raise HyperparameterError(f"{owner}: overlap_noise={overlap_noise!r}; valid: None (auto), True, False")
+        self.overlap_noise = overlap_noise
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ validation
@@ -187,6 +318,7 @@ class Sampler(torch.optim.Optimizer):
         gen_state = state_dict.pop("generator_state", None)
         self._step_counter = int(state_dict.pop("step_count", 0))
         self._staged.clear()
+        self._bucket_cache = None
         super().load_state_dict(state_dict)
         if gen_state is not None and self.generator is not None:
             self.generator.set_state(gen_state)
@@ -194,17 +326,31 @@ class Sampler(torch.optim.Optimizer):
             self._validate(group)
 
     # ------------------------------------------------------------------ noise
+    def _noise_std(self, group: dict) -> float:
+        """The standard deviation at which this sampler's :meth:`_update` will call :meth:`_noise`
+        for the buckets of ``group`` this step (0 for none).
+
+        Declaring it lets ``step()`` start the draw before the bucket is prepared, on a background
+        thread where that pays (see ``overlap_noise``), while the deterministic part of the update
+        runs. A sampler that does not declare it (the default, 0) still calls ``_noise`` as it likes
+        and gets the same draws, drawn on the spot.
+        """
+        return 0.0
+
     def _noise(self, params: list[torch.Tensor], std: float = 1.0) -> list[torch.Tensor]:
         """N(0, std^2) draws shaped like ``params``: views of one flat buffer filled in place.
 
         One ``normal_`` call fills the bucket's buffer (the scale ``std`` costs nothing extra: it is
-        applied inside the Box-Muller transform), so the noise is a single pass over memory. Each
-        bucket has its own buffer (so noise drawn in :meth:`_prepare` survives until
-        :meth:`_update`), and the views are cached, so a step allocates nothing.
+        applied inside the Box-Muller transform), so the noise is a single pass over memory, and the
+        views are cached, so a step allocates nothing. If ``step()`` already started this bucket's
+        draw (the sampler declared it in :meth:`_noise_std`), this waits for it instead: the draws
+        are the same either way (same generator, same order, same scale).
         """
-        out = self._noise_like(params)
-        self._noise_flat(params).normal_(0.0, std, generator=self.generator)
-        return out
+        entry = self._noise_entry(params)
+        job = self._overlap_job
+        if job is None or not job.take(entry[0], std):
+            entry[0].normal_(0.0, std, generator=self.generator)
+        return entry[1]
 
     def _noise_flat(self, params: list[torch.Tensor]) -> torch.Tensor:
         """The flat buffer behind :meth:`_noise` for this bucket (its current contents)."""
@@ -214,10 +360,14 @@ class Sampler(torch.optim.Optimizer):
         return self._noise_entry(params)[1]
 
     def _noise_entry(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # fast path: the bucket lists ``step()`` caches are the same objects step after step
+        entry = self._noise_by_list.get(id(params))
+        if entry is not None and entry[0] is params:
+            return entry[1]
         first = params[0]
         key = (id(first), first.device, first.dtype, tuple(p.shape for p in params))
-        entry = self._noise_views.get(key)
-        if entry is None:
+        found = self._noise_views.get(key)
+        if found is None:
             numels = [p.numel() for p in params]
             bkey = (id(first), first.device, first.dtype)  # buckets are disjoint: the first parameter names one
             buf = self._noise_buffers.get(bkey)
@@ -225,11 +375,46 @@ class Sampler(torch.optim.Optimizer):
                 buf = torch.empty(sum(numels), device=first.device, dtype=first.dtype)
                 self._noise_buffers[bkey] = buf
                 self._noise_views = {k: v for k, v in self._noise_views.items() if k[:3] != bkey}
+                self._noise_by_list.clear()
             views = [buf.view(first.shape)] if len(params) == 1 else [
                 chunk.view(p.shape) for chunk, p in zip(torch.split(buf, numels), params)
             ]
-            entry = self._noise_views[key] = (buf, views)
-        return entry
+            found = self._noise_views[key] = (buf, views)
+        if len(self._noise_by_list) > 64:  # callers that pass a fresh list each time
+            self._noise_by_list.clear()
+        self._noise_by_list[id(params)] = (params, found)
+        return found
+
+    def _noise_plan(self, work: list) -> list[tuple[torch.Tensor, float]] | None:
+        """The (flat buffer, std) draws of this step, in the order the buckets will ask for them,
+        if overlapping them with the rest of the update pays; else None (draw in line).
+
+        ``torch``'s CPU ``normal_`` runs on one thread (one generator stream), so on a CPU with
+        threads to spare the stepping thread draws the noise while a worker thread runs the rest of
+        the step (the finiteness check, preconditioner, drift, velocity); each bucket's update
+        waits only for its own draw, and the step costs about the draw alone. The generator sees the
+        same calls in the same order as without overlap, so the chain is the same to the bit. Auto
+        (``overlap_noise=None``): on when every declared bucket is on the CPU, torch has >= 2
+        threads and the draws total >= 2^17 values (below that the thread hand-off costs more
+        than it hides).
+        """
+        if self.overlap_noise is False:
+            return None
+        fills = []
+        for _gi, group, params, _grads, _offsets in work:
+            std = self._declared_std(group)
+            if std > 0.0:
+                buf = self._noise_entry(params)[0]
+                if buf.device.type != "cpu":
+                    return None
+                fills.append((buf, float(std)))
+        if not fills or len({id(b) for b, _ in fills}) != len(fills):
+            return None
+        if self.overlap_noise is None and (
+            torch.get_num_threads() < 2 or sum(b.numel() for b, _ in fills) < _OVERLAP_MIN_NUMEL
+        ):
+            return None
+        return fills
 
     # ------------------------------------------------------------------ step
     def _check_finite(
@@ -267,16 +452,20 @@ class Sampler(torch.optim.Optimizer):
     def _steps_done(self) -> int:
         return getattr(self, "_step_counter", 0)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None):
-        """One update of every parameter that has a gradient (``grad is None`` is skipped)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        work = []
+    def _buckets(self) -> list:
+        """(group index, group, params, grads, offsets) for every (group, device, dtype) bucket of
+        parameters with a gradient. The grouping is cached: it is rebuilt only when the set of
+        parameters with a gradient changes (a ``grad`` turning None or back), so a step of a model
+        with one or a few tensors costs no Python bookkeeping beyond one tuple."""
+        key = tuple(id(p) if p.grad is not None else 0 for group in self.param_groups for p in group["params"])
+        cached = self._bucket_cache
+        if cached is not None and cached[0] == key and len(cached[1]) == len(self.param_groups) and all(
+            a is b for a, b in zip(cached[1], self.param_groups)
+        ):
+            return [(gi, group, params, [p.grad for p in params], offsets) for gi, group, params, offsets in cached[2]]
+        layout = []
         for gi, group in enumerate(self.param_groups):
-            buckets: dict[tuple, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
+            buckets: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
             for pi, p in enumerate(group["params"]):
                 if p.grad is None:
                     continue
@@ -284,33 +473,116 @@ class Sampler(torch.optim.Optimizer):
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
                 b = buckets[(p.device, p.dtype)]
                 b[0].append(p)
-                b[1].append(p.grad)
-                b[2].append(pi)
-            for params, grads, offsets in buckets.values():
-                witness = self._prepare(group, params, grads)
-                if self.check_finite:
-                    self._check_finite(grads, gi, offsets, witness)
-                work.append((group, params, grads))
-        # every gradient was checked before any parameter or state changes
-        for group, params, grads in work:
-            self._update(group, params, grads)
+                b[1].append(pi)
+            layout.extend((gi, group, params, offsets) for params, offsets in buckets.values())
+        self._bucket_cache = (key, list(self.param_groups), layout)
+        return [(gi, group, params, [p.grad for p in params], offsets) for gi, group, params, offsets in layout]
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None):
+        """One update of every parameter that has a gradient (``grad is None`` is skipped).
+
+        Step pre/post hooks (``register_step_pre_hook``, the global ones) and the profiler's
+        ``Optimizer.step#...`` range work as for any torch optimizer; when none is registered or
+        recording, the step skips torch's wrapper for them (it costs ~15 us, a third of a step on a
+        small model).
+        """
+        if self._torch_wraps_step or not (
+            self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
+            or _global_optimizer_pre_hooks or _global_optimizer_post_hooks or _profiler_enabled()
+        ):
+            return self._step(closure)
+        return _HOOKED_STEP(self, closure)
+
+    step.hooked = True  # torch.optim: do not wrap; ``step`` runs the hooks itself when there are any
+
+    def _patch_step_function(self) -> None:
+        super()._patch_step_function()
+        # a subclass that overrides ``step`` gets torch's wrapper (hooks, profiling) as usual, and
+        # ``Sampler.step`` (if it calls it) must not run the hooks a second time
+        self._torch_wraps_step = type(self).step is not Sampler.step
+
+    def _step(self, closure: Callable[[], torch.Tensor] | None = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        work = self._buckets()
+        fills = self._noise_plan(work) if work else None
+        if fills is None:
+            grad_was_enabled = torch.is_grad_enabled()
+            torch._C._set_grad_enabled(False)
+            try:
+                self._run_buckets(work)
+            finally:
+                torch._C._set_grad_enabled(grad_was_enabled)
+        else:
+            job = self._overlap_job = _StepJob(self, work, fills)
+            try:
+                _noise_worker().submit(job)
+                job.draw(self.generator)
+            finally:
+                job.wait()
+                self._overlap_job = None
+            if job.error is not None:
+                raise job.error
+            if self._splits_noise:  # the updates' noise phase, here: no second hand-off
+                with torch.no_grad():
+                    for _gi, group, params, grads, _offsets in work:
+                        std = self._declared_std(group)
+                        if std > 0.0:
+                            self._update_noise(group, params, grads, self._noise_like(params))
         self._step_counter = self._steps_done + 1
         return loss
+
+    @property
+    def _splits_noise(self) -> bool:
+        return _protocol(type(self))[1]
+
+    def _declared_std(self, group: dict) -> float:
+        """:meth:`_noise_std`, if it speaks for this class's ``_update`` (else 0: draw in line)."""
+        return self._noise_std(group) if _protocol(type(self))[0] else 0.0
+
+    def _run_buckets(self, work: list, noise_phase: bool = True) -> None:
+        """Prepare and check every bucket, then update every bucket (grad mode off); with
+        ``noise_phase`` and a sampler that splits its update, each bucket's noise phase too."""
+        witnesses = [self._prepare(group, params, grads) for _gi, group, params, grads, _offsets in work]
+        if self.check_finite:
+            for (gi, _group, _params, grads, offsets), witness in zip(work, witnesses):
+                self._check_finite(grads, gi, offsets, witness)
+        # every gradient was checked before any parameter or state changes
+        split = noise_phase and self._splits_noise
+        for _gi, group, params, grads, _offsets in work:
+            self._update(group, params, grads)
+            if split:
+                std = self._declared_std(group)
+                if std > 0.0:
+                    self._update_noise(group, params, grads, self._noise(params, std))
 
     def _prepare(self, group: dict, params: list[torch.Tensor], grads: list[torch.Tensor]) -> torch.Tensor | None:
         """Optional first phase of a bucket's update, run for every bucket before any :meth:`_update`.
 
-        It may read the gradients and fill the sampler's own scratch buffers (e.g. draw the noise
-        and add the gradient term to it) but must change neither the parameters nor ``self.state``.
-        It returns a 0-dim tensor that is finite whenever every gradient is (a sum over a buffer
-        into which every gradient element entered), or None to let the base class reduce the
-        gradients itself. The default does nothing.
+        It may read the gradients and fill the sampler's own scratch buffers but must change
+        neither the parameters nor ``self.state``. It returns a 0-dim tensor that is finite
+        whenever every gradient is (a sum over a buffer into which every gradient element entered),
+        or None to let the base class reduce the gradients itself. The default does nothing.
         """
         return None
 
     def _update(self, group: dict, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        """Update one bucket. A sampler either draws its noise here with :meth:`_noise`, or
+        declares it (:meth:`_noise_std`) and adds it in :meth:`_update_noise`."""
         raise NotImplementedError
 
+    def _update_noise(
+        self, group: dict, params: list[torch.Tensor], grads: list[torch.Tensor], noise: list[torch.Tensor]
+    ) -> None:
+        """Optional second half of :meth:`_update`, for a sampler that declares its noise
+        (:meth:`_noise_std` > 0): called right after ``_update`` with the bucket's draws
+        N(0, std^2). Splitting the update there lets ``step()`` run ``_update`` while the noise is
+        drawn and this part once it is (see ``overlap_noise``), with no extra thread hand-off."""
+        raise NotImplementedError
+
+    # helpers for subclasses
     def _mark_staged(self, params: list[torch.Tensor]) -> None:
         """Record that :meth:`_prepare` staged work for this bucket (named by its first parameter)."""
         self._staged.add(id(params[0]))
@@ -323,7 +595,6 @@ class Sampler(torch.optim.Optimizer):
             return True
         return False
 
-    # helpers for subclasses
     def _state_list(self, params: list[torch.Tensor], key: str, init: Callable[[torch.Tensor], Any]) -> list:
         out = []
         for p in params:
@@ -341,3 +612,34 @@ class Sampler(torch.optim.Optimizer):
     def __repr__(self) -> str:
         hyper = ", ".join(f"{k}={self.defaults[k]!r}" for k in self.all_hypers())
         return f"{type(self).__name__}({hyper})"
+
+
+_PROTOCOL: dict[type, tuple[bool, bool]] = {}
+
+
+def _protocol(cls: type) -> tuple[bool, bool]:
+    """(does ``_noise_std`` speak for ``cls._update``, does ``cls`` split its update).
+
+    A method counts only if it is defined by the class that defines ``_update`` or by a subclass of
+    it: a subclass that overrides ``_update`` alone (drawing its own noise, say) must not inherit
+    its parent's declared noise or noise phase.
+    """
+    found = _PROTOCOL.get(cls)
+    if found is None:
+        mro = cls.__mro__
+
+        def owner(name: str) -> int:
+            return next(i for i, k in enumerate(mro) if name in k.__dict__)
+
+        upd = owner("_update")
+        declares = owner("_noise_std") <= upd
+        found = _PROTOCOL[cls] = (declares, declares and owner("_update_noise") <= upd)
+    return found
+
+
+def _plain_step(self: Sampler, closure=None):
+    return self._step(closure)
+
+
+#: ``Sampler._step`` inside torch.optim's own wrapper: the hooks and the profiler range
+_HOOKED_STEP = torch.optim.Optimizer.profile_hook_step(_plain_step)

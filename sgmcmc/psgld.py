@@ -9,8 +9,6 @@ where G varies slowly against its own mixing (alpha near 1, or V dominated by mi
 Starting V at g_0^2 rather than 0 avoids the huge first steps that V = 0 gives with alpha near 1.
 """
 
-import math
-
 import torch
 
 from .base import Hyper, Sampler
@@ -82,6 +80,9 @@ class PSGLD(Sampler):
         self._mark_staged(params)
         return new.sum()  # finite iff every gradient is (unless g^2 overflows)
 
+    def _noise_std(self, group):
+        return self.noise_scale(group)  # sqrt(2 h T / N); sqrt(G) multiplies it in the last pass
+
     def _update(self, group, params, grads):
         eps, lr = group["eps"], group["lr"]
         if not self._take_staged(params):
@@ -96,7 +97,10 @@ class PSGLD(Sampler):
         torch.sqrt(new, out=denom)
         denom.add_(eps)  # 1 / G = eps + sqrt(V)
         torch._foreach_addcdiv_(params, grads, d_views, value=-lr)  # theta -= h G g
-        scale = math.sqrt(2.0 * lr * group["temperature"] / group["num_data"])
-        if scale > 0.0:
-            denom.rsqrt_()  # sqrt(G)
-            torch._foreach_addcmul_(params, self._noise(params, std=scale), d_views)  # + sqrt(2 h T / N) sqrt(G) xi
+        if self.noise_scale(group) > 0.0:
+            denom.rsqrt_()  # sqrt(G), for the noise phase
+
+    def _update_noise(self, group, params, grads, noise):
+        key = (id(group), params[0].device, params[0].dtype)
+        sqrt_g = self._flat_cache[key][3]  # the scratch views: sqrt(G) since _update
+        torch._foreach_addcmul_(params, noise, sqrt_g)  # + sqrt(2 h T / N) sqrt(G) xi

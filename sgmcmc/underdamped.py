@@ -31,6 +31,17 @@ class UnderdampedLangevin(Sampler):
         "friction": Hyper(0.1, low=0.0, low_open=True, doc="gamma dt; O-step velocity factor exp(-friction)"),
     }
 
+    @staticmethod
+    def _scale(group) -> float:
+        """sqrt((1 - c^2) h T / N) / (1 - c): the scale of y = s xi / (1 - c) below."""
+        friction = group["friction"]
+        return math.sqrt(-math.expm1(-2.0 * friction) * group["lr"] * group["temperature"] / group["num_data"]) / (
+            -math.expm1(-friction)
+        )
+
+    def _noise_std(self, group):
+        return self._scale(group)
+
     def _update(self, group, params, grads):
         lr = group["lr"]
         velocity = self._state_list(params, "velocity", torch.zeros_like)
@@ -43,18 +54,17 @@ class UnderdampedLangevin(Sampler):
                 idx = [i for i, q in enumerate(pending) if q == k]
                 torch._foreach_add_([velocity[i] for i in idx], [grads[i] for i in idx], alpha=-(k + 0.5 * lr))
         c = math.exp(-group["friction"])
-        one_minus_c = -math.expm1(-group["friction"])
-        scale = math.sqrt(-math.expm1(-2.0 * group["friction"]) * lr * group["temperature"] / group["num_data"])  # 1 - c^2
-        if scale > 0.0:
-            # A O A fused: with u the velocity after the kicks and y = s xi / (1 - c),
-            #   O: u' = c u + s xi = lerp(u, y, 1 - c);  A + A: theta += u / 2 + u' / 2
-            #                                                   = (1 + c) / 2 u + (1 - c) / 2 y
-            y = self._noise(params, std=scale / one_minus_c)
-            torch._foreach_add_(params, velocity, alpha=0.5 * (1.0 + c))
-            torch._foreach_lerp_(velocity, y, one_minus_c)
-            torch._foreach_add_(params, y, alpha=0.5 * one_minus_c)
-        else:
-            torch._foreach_add_(params, velocity, alpha=0.5 * (1.0 + c))  # A + O + A without noise
-            torch._foreach_mul_(velocity, c)
+        # A O A fused: with u the velocity after the kicks and y = s xi / (1 - c),
+        #   O: u' = c u + s xi = lerp(u, y, 1 - c);  A + A: theta += u / 2 + u' / 2
+        #                                                   = (1 + c) / 2 u + (1 - c) / 2 y
+        torch._foreach_add_(params, velocity, alpha=0.5 * (1.0 + c))
+        if self._scale(group) == 0.0:
+            torch._foreach_mul_(velocity, c)  # A + O + A without noise
         for p in params:
             self.state[p]["pending_half_kick"] = 0.5 * lr
+
+    def _update_noise(self, group, params, grads, y):
+        one_minus_c = -math.expm1(-group["friction"])
+        velocity = [self.state[p]["velocity"] for p in params]
+        torch._foreach_lerp_(velocity, y, one_minus_c)  # O
+        torch._foreach_add_(params, y, alpha=0.5 * one_minus_c)  # the rest of A + A

@@ -1,0 +1,279 @@
+"""``Sampler.step`` machinery: the noise drawn on a background thread (``overlap_noise``), the lean
+path around torch.optim's hook/profiler wrapper, and the cached grouping of parameters.
+
+Every test here can fail: the overlapped chain is compared bit for bit with the in-line one, hooks
+are counted, the profiler's event is looked for, and the thread count is read back.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+
+import pytest
+import torch
+
+import sgmcmc
+from sgmcmc import NonFiniteGradientError
+
+NOISY = ["sgld", "psgld", "sghmc", "underdamped"]
+ALL = NOISY + ["sgd"]
+
+
+def _params(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # two dtypes: two buckets, each with its own noise buffer and its own draw
+    return [
+        torch.nn.Parameter(torch.randn(7, 5, generator=g)),
+        torch.nn.Parameter(torch.randn(11, generator=g, dtype=torch.float64)),
+        torch.nn.Parameter(torch.randn(3, 3, generator=g)),
+    ]
+
+
+def _chain(name, overlap, steps=30, generator=True, seed=7):
+    params = _params()
+    kw = {"generator": torch.Generator().manual_seed(seed)} if generator else {}
+    opt = sgmcmc.get(name)(params, 0.01, num_data=50, overlap_noise=overlap, **kw)
+    if not generator:
+        torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(99)
+    for t in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g, dtype=p.dtype) + p.detach()
+        if t == 10:
+            params[2].grad = None  # a parameter that skips a step changes the buckets
+        opt.step()
+    return [p.detach().clone() for p in params]
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("generator", [True, False], ids=["explicit-generator", "global-generator"])
+def test_overlapped_noise_gives_the_same_chain_to_the_bit(name, generator):
+    inline = _chain(name, overlap=False, generator=generator)
+    overlapped = _chain(name, overlap=True, generator=generator)
+    auto = _chain(name, overlap=None, generator=generator)  # small tensors: auto draws in line
+    for a, b, c in zip(inline, overlapped, auto):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    if name != "sgd":
+        assert not torch.equal(inline[0], _chain(name, overlap=True, generator=generator, seed=8)[0])
+
+
+@pytest.mark.parametrize("name", NOISY)
+def test_overlap_restores_the_thread_count_and_leaves_no_draw_running(name):
+    threads = torch.get_num_threads()
+    params = _params()
+    opt = sgmcmc.get(name)(params, 0.01, num_data=50, overlap_noise=True)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    assert torch.get_num_threads() == threads
+    assert opt._overlap_job is None
+    params[1].grad[3] = float("nan")
+    before = [p.detach().clone() for p in params]
+    with pytest.raises(NonFiniteGradientError):
+        opt.step()
+    assert torch.get_num_threads() == threads
+    assert opt._overlap_job is None
+    assert all(torch.equal(b, p) for b, p in zip(before, params))
+
+
+def test_auto_overlap_switches_on_for_large_cpu_buckets_with_threads_to_spare(monkeypatch):
+    params = [torch.nn.Parameter(torch.zeros(1 << 17))]
+    params[0].grad = torch.zeros(1 << 17)
+    opt = sgmcmc.SGLD(params, 0.01, num_data=10)
+    started = []
+    real = sgmcmc.base._NoiseWorker.submit
+    monkeypatch.setattr(sgmcmc.base._NoiseWorker, "submit", lambda self, job: (started.append(job), real(self, job)))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        opt.step()
+        assert len(started) == 1
+        torch.set_num_threads(1)
+        opt.step()
+        assert len(started) == 1  # one torch thread: nothing to overlap with
+    finally:
+        torch.set_num_threads(threads)
+    assert float(params[0].detach().std()) > 0
+
+
+def test_overlap_noise_rejects_a_non_boolean():
+    with pytest.raises(sgmcmc.HyperparameterError, match="overlap_noise='yes'"):
+        sgmcmc.SGLD([torch.nn.Parameter(torch.zeros(2))], 0.1, num_data=1, overlap_noise="yes")
+
+
+class InlineSGLD(sgmcmc.Sampler):
+    """SGLD written the simple way: the noise drawn inside ``_update`` (no ``_update_noise``),
+    declared so that an overlapped step draws it on the stepping thread while this waits."""
+
+    def _noise_std(self, group):
+        return self.noise_scale(group)
+
+    def _update(self, group, params, grads):
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
+        torch._foreach_add_(params, self._noise(params, std=self.noise_scale(group)))
+
+
+def _inline_chain(cls, overlap, steps=20):
+    params = _params()
+    opt = cls(params, 0.01, num_data=50, overlap_noise=overlap, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(99)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g, dtype=p.dtype)
+        opt.step()
+    return [p.detach().clone() for p in params]
+
+
+def test_a_subclass_overriding_update_alone_does_not_inherit_declared_noise():
+    class OwnNoise(sgmcmc.SGLD):  # draws at twice the scale; SGLD's _noise_std/_update_noise do not apply
+        def _update(self, group, params, grads):
+            torch._foreach_add_(params, self._noise(params, std=2 * self.noise_scale(group)))
+
+    p = torch.nn.Parameter(torch.zeros(1 << 17))
+    p.grad = torch.zeros(1 << 17)
+    OwnNoise([p], 0.5, num_data=1, overlap_noise=True).step()
+    assert float(p.detach().std()) == pytest.approx(2.0, rel=0.02)  # std 2 sqrt(2 * 0.5): not 1 + 1
+
+
+def test_a_sampler_drawing_inside_update_gets_the_same_chain_overlapped():
+    for a, b in zip(_inline_chain(InlineSGLD, False), _inline_chain(InlineSGLD, True)):
+        assert torch.equal(a, b)
+    # and it is SGLD: the same chain as the built-in one, to the bit
+    for a, b in zip(_inline_chain(InlineSGLD, True), _inline_chain(sgmcmc.SGLD, True)):
+        assert torch.equal(a, b)
+
+
+def test_a_sampler_whose_declared_noise_differs_from_its_draw_is_told_so():
+    class Wrong(InlineSGLD):
+        def _noise_std(self, group):
+            return 2 * super()._noise_std(group)
+
+    p = torch.nn.Parameter(torch.zeros(4))
+    p.grad = torch.zeros(4)
+    with pytest.raises(RuntimeError, match="_noise_std declared"):
+        Wrong([p], 0.1, num_data=1, overlap_noise=True).step()
+
+    class Forgetful(InlineSGLD):
+        def _noise_std(self, group):
+            return self.noise_scale(group)
+
+        def _update(self, group, params, grads):
+            torch._foreach_add_(params, grads, alpha=-group["lr"])  # declares noise, never draws it
+
+    with pytest.raises(RuntimeError, match="never drew"):
+        Forgetful([p], 0.1, num_data=1, overlap_noise=True).step()
+
+
+# ---------------------------------------------------------------------- hooks and the profiler
+def _one_param_opt(cls=sgmcmc.SGLD):
+    p = torch.nn.Parameter(torch.zeros(3))
+    p.grad = torch.ones(3)
+    return cls([p], 0.1, num_data=10), p
+
+
+def test_step_hooks_run_once_each_and_can_be_removed():
+    opt, _ = _one_param_opt()
+    calls = []
+    pre = opt.register_step_pre_hook(lambda o, a, k: calls.append("pre"))
+    post = opt.register_step_post_hook(lambda o, a, k: calls.append("post"))
+    opt.step()
+    assert calls == ["pre", "post"]
+    pre.remove()
+    post.remove()
+    opt.step()
+    assert calls == ["pre", "post"] and opt._steps_done == 2
+
+
+def test_global_optimizer_hooks_reach_samplers():
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    opt, _ = _one_param_opt()
+    seen = []
+    handle = register_optimizer_step_post_hook(lambda o, a, k: seen.append(type(o).__name__))
+    try:
+        opt.step()
+    finally:
+        handle.remove()
+    opt.step()
+    assert seen == ["SGLD"]
+
+
+def test_a_subclass_overriding_step_runs_the_hooks_once():
+    class Logged(sgmcmc.SGLD):
+        def step(self, closure=None):
+            return super().step(closure)
+
+    opt, p = _one_param_opt(Logged)
+    calls = []
+    opt.register_step_pre_hook(lambda o, a, k: calls.append("pre"))
+    before = p.detach().clone()
+    opt.step()
+    assert calls == ["pre"] and not torch.equal(before, p)
+
+
+def test_the_profiler_sees_the_optimizer_step_range():
+    opt, _ = _one_param_opt()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        opt.step()
+    names = {e.name for e in prof.events()}
+    assert "Optimizer.step#SGLD.step" in names
+
+
+def test_step_leaves_grad_mode_as_it_found_it_and_runs_the_closure_with_grad():
+    opt, p = _one_param_opt()
+    seen = []
+
+    def closure():
+        seen.append(torch.is_grad_enabled())
+        loss = (p * p).sum()
+        p.grad = None
+        loss.backward()
+        return loss
+
+    with torch.no_grad():
+        opt.step(closure)
+        assert not torch.is_grad_enabled()
+    opt.step(closure)
+    assert torch.is_grad_enabled() and seen == [True, True]
+
+
+# ---------------------------------------------------------------------- cached buckets
+def test_bucket_cache_follows_grads_appearing_disappearing_and_new_groups():
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    opt = sgmcmc.SGD([a], 1.0, num_data=1)
+    a.grad = torch.ones(2)
+    opt.step()
+    a.grad = None
+    opt.step()  # a skipped
+    assert torch.equal(a.detach(), -torch.ones(2))
+    a.grad = torch.ones(2)  # a new grad tensor (as after zero_grad(set_to_none=True))
+    opt.step()
+    opt.add_param_group({"params": [b], "lr": 2.0})
+    b.grad = torch.ones(2)
+    opt.step()
+    assert torch.equal(a.detach(), -3 * torch.ones(2)) and torch.equal(b.detach(), -2 * torch.ones(2))
+    a.grad.fill_(0.5)  # the same grad tensor, new values, read afresh
+    opt.step()
+    assert torch.equal(a.detach(), -3.5 * torch.ones(2))
+
+
+def _forked_step(queue):
+    p = torch.nn.Parameter(torch.zeros(1 << 10))
+    p.grad = torch.zeros(1 << 10)
+    sgmcmc.SGLD([p], 0.01, num_data=1, overlap_noise=True).step()
+    queue.put(float(p.detach().abs().sum()))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_the_noise_thread_is_rebuilt_in_a_forked_child():
+    opt, _ = _one_param_opt()
+    opt.overlap_noise = True
+    opt.step()  # the parent's noise thread exists now
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_forked_step, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) > 0
