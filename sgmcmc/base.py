@@ -113,30 +113,49 @@ class _NoiseAborted(RuntimeError):
 
 
 class _StepJob:
-    """The body of one overlapped step, run on the worker thread, while the stepping thread
-    draws the declared noise into ``fills`` (flat buffers, in order) and signals each one."""
+    """The body of one overlapped step, run on the worker thread, while the stepping thread draws
+    the declared noise, segment by segment (see ``Sampler._noise_entry``), signalling each one.
 
-    __slots__ = ("sampler", "work", "fills", "drawn", "all_drawn", "aborted", "done", "error")
+    ``fills`` are (bucket position, segment, std) in draw order. A sampler that splits its update
+    (``_update_noise``) gets each segment's noise phase as soon as that segment is drawn, so only
+    the last segment's noise phase is left when the draw ends; one that draws inside ``_update``
+    (``_noise``) waits there for its whole bucket.
+    """
 
-    def __init__(self, sampler: "Sampler", work: list, fills: list[tuple[torch.Tensor, float]]):
+    __slots__ = ("sampler", "work", "fills", "events", "std", "all_drawn", "aborted", "done", "error")
+
+    def __init__(self, sampler: "Sampler", work: list, fills: list[tuple[int, tuple, float]]):
         self.sampler = sampler
         self.work = work
         self.fills = fills
-        self.drawn = {id(buf): (threading.Event(), std) for buf, std in fills}
+        self.events = [threading.Event() for _ in fills]
+        self.std = {}  # id(bucket buffer) -> (declared std, index of its last segment), until taken
+        for k, (b, _seg, std) in enumerate(fills):
+            self.std[id(sampler._noise_entry(work[b][2])[0])] = (std, k)
         self.all_drawn = threading.Event()
         self.aborted = False
         self.done = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        sampler = self.sampler
         try:
             with torch.no_grad():
-                self.sampler._run_buckets(self.work, noise_phase=False)
-            left = [std for event, std in self.drawn.values() if event is not None]
-            if left and not self.aborted and not self.sampler._splits_noise:
+                sampler._run_buckets(self.work, noise_phase=False)
+                if sampler._splits_noise:
+                    for k, (b, (_flat, lo, hi), _std) in enumerate(self.fills):
+                        self.events[k].wait()
+                        if self.aborted:
+                            raise _NoiseAborted("the stepping thread stopped before drawing this noise")
+                        _gi, group, params, grads, _offsets = self.work[b]
+                        noise = sampler._noise_like(params)
+                        sampler._update_noise(group, params[lo:hi], grads[lo:hi], noise[lo:hi])
+                    self.std.clear()
+            if self.std and not self.aborted:
                 raise RuntimeError(
-                    f"{type(self.sampler).__name__}: _noise_std declared noise that _update never drew "
-                    f"(scales {left}); a sampler must call _noise once per bucket it declares"
+                    f"{type(sampler).__name__}: _noise_std declared noise that _update never drew "
+                    f"(scales {sorted(s for s, _ in self.std.values())}); a sampler must call _noise once "
+                    f"per bucket it declares"
                 )
         except BaseException as exc:  # re-raised in the stepping thread
             self.error = exc
@@ -144,33 +163,32 @@ class _StepJob:
             self.done.set()
 
     def draw(self, generator: torch.Generator | None) -> None:
-        """In the stepping thread: draw every declared buffer in order, releasing each at once."""
+        """In the stepping thread: draw every segment in order, releasing each at once."""
         try:
-            for buf, std in self.fills:
-                buf.normal_(0.0, std, generator=generator)
-                self.drawn[id(buf)][0].set()
+            for event, (_b, (flat, _lo, _hi), std) in zip(self.events, self.fills):
+                flat.normal_(0.0, std, generator=generator)
+                event.set()
         except BaseException:
             self.aborted = True
             raise
         finally:
-            for event, _std in self.drawn.values():
-                if event is not None:
-                    event.set()
+            for event in self.events:
+                event.set()
             self.all_drawn.set()
 
     def take(self, buf: torch.Tensor, std: float) -> bool:
-        """In the worker: wait for ``buf``'s draw; False if it is not (or no longer) declared."""
-        event, declared = self.drawn.get(id(buf), (None, None))
-        if event is None:
+        """In the worker (a sampler drawing in ``_update``): wait for the bucket behind ``buf``;
+        False if its draw is not (or no longer) declared: the caller then draws it in line."""
+        declared = self.std.pop(id(buf), None)
+        if declared is None:
             self.all_drawn.wait()  # an undeclared draw comes after every declared one
             return False
-        event.wait()
-        self.drawn[id(buf)] = (None, declared)
+        self.events[declared[1]].wait()
         if self.aborted:
             raise _NoiseAborted("the stepping thread stopped before drawing this noise")
-        if declared != std:
+        if declared[0] != std:
             raise RuntimeError(
-                f"{type(self.sampler).__name__}: _noise(std={std!r}) but _noise_std declared {declared!r} "
+                f"{type(self.sampler).__name__}: _noise(std={std!r}) but _noise_std declared {declared[0]!r} "
                 f"for this bucket"
             )
         return True
@@ -340,16 +358,18 @@ class Sampler(torch.optim.Optimizer):
     def _noise(self, params: list[torch.Tensor], std: float = 1.0) -> list[torch.Tensor]:
         """N(0, std^2) draws shaped like ``params``: views of one flat buffer filled in place.
 
-        One ``normal_`` call fills the bucket's buffer (the scale ``std`` costs nothing extra: it is
-        applied inside the Box-Muller transform), so the noise is a single pass over memory, and the
-        views are cached, so a step allocates nothing. If ``step()`` already started this bucket's
+        ``normal_`` fills the bucket's buffer in place, one call per segment (a run of consecutive
+        parameters of >= 2^16 values, or the whole bucket; see :meth:`_noise_entry`); the scale
+        ``std`` costs nothing extra (it is applied inside the Box-Muller transform), so the noise
+        is a single pass over memory, and the views are cached, so a step allocates nothing. If ``step()`` already started this bucket's
         draw (the sampler declared it in :meth:`_noise_std`), this waits for it instead: the draws
         are the same either way (same generator, same order, same scale).
         """
         entry = self._noise_entry(params)
         job = self._overlap_job
         if job is None or not job.take(entry[0], std):
-            entry[0].normal_(0.0, std, generator=self.generator)
+            for flat, _lo, _hi in entry[2]:
+                flat.normal_(0.0, std, generator=self.generator)
         return entry[1]
 
     def _noise_flat(self, params: list[torch.Tensor]) -> torch.Tensor:
@@ -359,7 +379,11 @@ class Sampler(torch.optim.Optimizer):
     def _noise_like(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
         return self._noise_entry(params)[1]
 
-    def _noise_entry(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _noise_entry(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple]]:
+        """(flat buffer, per-parameter views, segments) for this bucket; a segment is (flat slice,
+        first, end) over the parameters ``params[first:end]``. The noise is drawn segment by
+        segment, always the same way, so an overlapped step can start a segment's noise phase as
+        soon as it is drawn and the chain is the same whether steps overlap or not."""
         # fast path: the bucket lists ``step()`` caches are the same objects step after step
         entry = self._noise_by_list.get(id(params))
         if entry is not None and entry[0] is params:
@@ -379,20 +403,21 @@ class Sampler(torch.optim.Optimizer):
             views = [buf.view(first.shape)] if len(params) == 1 else [
                 chunk.view(p.shape) for chunk, p in zip(torch.split(buf, numels), params)
             ]
-            found = self._noise_views[key] = (buf, views)
+            found = self._noise_views[key] = (buf, views, _segments(buf, numels))
         if len(self._noise_by_list) > 64:  # callers that pass a fresh list each time
             self._noise_by_list.clear()
         self._noise_by_list[id(params)] = (params, found)
         return found
 
-    def _noise_plan(self, work: list) -> list[tuple[torch.Tensor, float]] | None:
-        """The (flat buffer, std) draws of this step, in the order the buckets will ask for them,
-        if overlapping them with the rest of the update pays; else None (draw in line).
+    def _noise_plan(self, work: list) -> list[tuple[int, tuple, float]] | None:
+        """The (bucket position, segment, std) draws of this step, in the order the buckets ask for
+        them, if overlapping them with the rest of the update pays; else None (draw in line).
 
         ``torch``'s CPU ``normal_`` runs on one thread (one generator stream), so on a CPU with
         threads to spare the stepping thread draws the noise while a worker thread runs the rest of
-        the step (the finiteness check, preconditioner, drift, velocity); each bucket's update
-        waits only for its own draw, and the step costs about the draw alone. The generator sees the
+        the step (the finiteness check, preconditioner, drift, velocity), then each segment's
+        noise phase (:meth:`_update_noise`) as soon as that segment is drawn; the step costs about
+        the draw alone plus the last segment's noise phase. The generator sees the
         same calls in the same order as without overlap, so the chain is the same to the bit. Auto
         (``overlap_noise=None``): on when every declared bucket is on the CPU, torch has >= 2
         threads and the draws total >= 2^17 values (below that the thread hand-off costs more
@@ -400,19 +425,18 @@ class Sampler(torch.optim.Optimizer):
         """
         if self.overlap_noise is False:
             return None
-        fills = []
-        for _gi, group, params, _grads, _offsets in work:
+        fills, total = [], 0
+        for b, (_gi, group, params, _grads, _offsets) in enumerate(work):
             std = self._declared_std(group)
             if std > 0.0:
-                buf = self._noise_entry(params)[0]
+                buf, _views, segments = self._noise_entry(params)
                 if buf.device.type != "cpu":
                     return None
-                fills.append((buf, float(std)))
-        if not fills or len({id(b) for b, _ in fills}) != len(fills):
+                total += buf.numel()
+                fills.extend((b, seg, float(std)) for seg in segments)
+        if not fills:
             return None
-        if self.overlap_noise is None and (
-            torch.get_num_threads() < 2 or sum(b.numel() for b, _ in fills) < _OVERLAP_MIN_NUMEL
-        ):
+        if self.overlap_noise is None and (torch.get_num_threads() < 2 or total < _OVERLAP_MIN_NUMEL):
             return None
         return fills
 
@@ -525,12 +549,6 @@ class Sampler(torch.optim.Optimizer):
                 self._overlap_job = None
             if job.error is not None:
                 raise job.error
-            if self._splits_noise:  # the updates' noise phase, here: no second hand-off
-                with torch.no_grad():
-                    for _gi, group, params, grads, _offsets in work:
-                        std = self._declared_std(group)
-                        if std > 0.0:
-                            self._update_noise(group, params, grads, self._noise_like(params))
         self._step_counter = self._steps_done + 1
         return loss
 
@@ -635,6 +653,23 @@ def _protocol(cls: type) -> tuple[bool, bool]:
         declares = owner("_noise_std") <= upd
         found = _PROTOCOL[cls] = (declares, declares and owner("_update_noise") <= upd)
     return found
+
+
+#: a noise segment closes once it holds this many values (or an eighth of its bucket, if more)
+_SEGMENT_MIN_NUMEL = 1 << 16
+
+
+def _segments(buf: torch.Tensor, numels: list[int]) -> list[tuple[torch.Tensor, int, int]]:
+    """Runs of consecutive parameters of >= max(2^16, total / 8) values each (the last may be
+    smaller): (flat slice of ``buf``, first parameter, end parameter)."""
+    target = max(_SEGMENT_MIN_NUMEL, sum(numels) // 8)
+    out, start, first, size = [], 0, 0, 0
+    for i, n in enumerate(numels):
+        size += n
+        if size >= target or i == len(numels) - 1:
+            out.append((buf[start:start + size], first, i + 1))
+            start, first, size = start + size, i + 1, 0
+    return out
 
 
 def _plain_step(self: Sampler, closure=None):

@@ -26,6 +26,8 @@ class PSGLD(Sampler):
 
     def __init__(self, params, lr, **kwargs):
         self._flat_cache: dict[tuple, tuple] = {}
+        self._positions: dict[tuple, dict[int, int]] = {}
+        self._bucket_params: dict[tuple, list] = {}
         super().__init__(params, lr, **kwargs)
 
     def load_state_dict(self, state_dict):
@@ -88,6 +90,7 @@ class PSGLD(Sampler):
         if not self._take_staged(params):
             self._stage(group, params, grads)
         key = (id(group), params[0].device, params[0].dtype)
+        self._bucket_params[key] = params
         old, new, old_views, new_views, _ = self._flat_cache[key]
         # commit: the scratch buffer holds the new V; the old one becomes the scratch
         self._flat_cache[key] = (new, old, new_views, old_views, [])
@@ -102,5 +105,13 @@ class PSGLD(Sampler):
 
     def _update_noise(self, group, params, grads, noise):
         key = (id(group), params[0].device, params[0].dtype)
-        sqrt_g = self._flat_cache[key][3]  # the scratch views: sqrt(G) since _update
+        sqrt_g = self._flat_cache[key][3]  # the scratch views: sqrt(G) since _update, in bucket order
+        if len(params) != len(sqrt_g):  # a segment of the bucket (an overlapped step)
+            pos = self._positions.get(key)
+            if pos is None or len(pos) != len(sqrt_g):
+                pos = self._positions[key] = {}
+            if any(id(p) not in pos for p in params):
+                pos.clear()
+                pos.update((id(p), i) for i, p in enumerate(self._bucket_params[key]))
+            sqrt_g = [sqrt_g[pos[id(p)]] for p in params]
         torch._foreach_addcmul_(params, noise, sqrt_g)  # + sqrt(2 h T / N) sqrt(G) xi

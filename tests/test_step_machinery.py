@@ -58,6 +58,28 @@ def test_overlapped_noise_gives_the_same_chain_to_the_bit(name, generator):
         assert not torch.equal(inline[0], _chain(name, overlap=True, generator=generator, seed=8)[0])
 
 
+def _big_chain(name, overlap, steps=4):
+    g = torch.Generator().manual_seed(5)
+    shapes = [(300, 300), (10,), (200, 400), (7,)]  # noise segments: [0], [1, 2], [3]
+    params = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in shapes]
+    opt = sgmcmc.get(name)(params, 1e-3, num_data=50, overlap_noise=overlap, generator=torch.Generator().manual_seed(1))
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g) + p.detach()
+        opt.step()
+    return [p.detach().clone() for p in params], opt
+
+
+@pytest.mark.parametrize("name", NOISY)
+def test_segmented_noise_overlapped_gives_the_same_chain_to_the_bit(name):
+    inline, opt = _big_chain(name, overlap=False)
+    buf, _views, segments = opt._noise_entry(list(opt.param_groups[0]["params"]))
+    assert [(lo, hi) for _flat, lo, hi in segments] == [(0, 1), (1, 3), (3, 4)]
+    overlapped, _ = _big_chain(name, overlap=True)
+    for a, b in zip(inline, overlapped):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("name", NOISY)
 def test_overlap_restores_the_thread_count_and_leaves_no_draw_running(name):
     threads = torch.get_num_threads()
