@@ -301,6 +301,7 @@ class Sampler(torch.optim.Optimizer):
         self._noise_by_list: dict[int, tuple[list, tuple]] = {}
         self._overlap_job: _StepJob | None = None
         self._bucket_cache: tuple | None = None
+        self._bucket_numel = 0  # values in the cached buckets: an upper bound on a step's noise
         self._staged: set[int] = set()
         if overlap_noise not in (None, True, False):
             raise HyperparameterError(f"{owner}: overlap_noise={overlap_noise!r}; valid: None (auto), True, False")
@@ -423,7 +424,9 @@ class Sampler(torch.optim.Optimizer):
         threads and the draws total >= 2^17 values (below that the thread hand-off costs more
         than it hides).
         """
-        if self.overlap_noise is False:
+        if self.overlap_noise is False or (
+            self.overlap_noise is None and (self._bucket_numel < _OVERLAP_MIN_NUMEL or torch.get_num_threads() < 2)
+        ):
             return None
         fills, total = [], 0
         for b, (_gi, group, params, _grads, _offsets) in enumerate(work):
@@ -500,6 +503,7 @@ class Sampler(torch.optim.Optimizer):
                 b[1].append(pi)
             layout.extend((gi, group, params, offsets) for params, offsets in buckets.values())
         self._bucket_cache = (key, list(self.param_groups), layout)
+        self._bucket_numel = sum(p.numel() for _gi, _group, params, _offsets in layout for p in params)
         return [(gi, group, params, [p.grad for p in params], offsets) for gi, group, params, offsets in layout]
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
