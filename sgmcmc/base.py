@@ -450,8 +450,8 @@ class Sampler(torch.optim.Optimizer):
         """Raise :class:`NonFiniteGradientError` if any gradient holds a NaN or an Inf.
 
         The fast path is one cheap reduction and one device sync: the sampler's ``witness`` from
-        :meth:`_prepare` when it gave one, else the gradients' 2-norms, summed (finite exactly when
-        every element is finite, unless it overflows). Only when that is not finite is each
+        :meth:`_prepare` when it gave one, else the gradients' 2-norms, summed, or the sum of a single
+        gradient (finite exactly when every element is finite, unless it overflows). Only when that is not finite is each
         gradient checked element-wise, so a huge but finite gradient whose reduction overflows is
         not mistaken for a diverged chain.
         """
@@ -460,7 +460,7 @@ class Sampler(torch.optim.Optimizer):
         elif len(grads) > 1:
             total = torch.stack(torch._foreach_norm(grads)).sum()
         else:
-            total = torch.linalg.vector_norm(grads[0])
+            total = grads[0].sum()  # cheaper than a norm; an overflow is confirmed element-wise below
         if math.isfinite(total.item()):
             return
         bad = next((i for i, g in enumerate(grads) if not bool(torch.isfinite(g).all())), None)

@@ -18,8 +18,15 @@ class SGLD(Sampler):
     def _noise_std(self, group):
         return self.noise_scale(group)
 
+    # one tensor (a batch of chains): the plain op, same arithmetic, without foreach's list overhead
     def _update(self, group, params, grads):
-        torch._foreach_add_(params, grads, alpha=-group["lr"])  # - h g
+        if len(params) == 1:
+            params[0].add_(grads[0], alpha=-group["lr"])
+        else:
+            torch._foreach_add_(params, grads, alpha=-group["lr"])  # - h g
 
     def _update_noise(self, group, params, grads, noise):
-        torch._foreach_add_(params, noise)  # + sqrt(2 h T / N) xi
+        if len(params) == 1:
+            params[0].add_(noise[0])
+        else:
+            torch._foreach_add_(params, noise)  # + sqrt(2 h T / N) xi

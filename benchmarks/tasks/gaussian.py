@@ -108,11 +108,10 @@ class GaussianTask(Task):
 
     def grad_(self, theta: torch.Tensor, out: torch.Tensor, gen: torch.Generator) -> None:
         """out <- grad L_hat(theta) = P (theta - mu) / N for every chain (rows of theta)."""
-        centred = theta - self._mu
         if self.target.diagonal:
-            torch.mul(centred, self._prec, out=out)
+            torch.sub(theta, self._mu, out=out).mul_(self._prec)  # no temporary
         else:
-            torch.matmul(centred, self._prec, out=out)
+            torch.matmul(theta - self._mu, self._prec, out=out)
         if self.num_data != 1:
             out.div_(self.num_data)
 
