@@ -296,17 +296,34 @@ class Sampler(torch.optim.Optimizer):
             raise TypeError(f"{owner}: generator must be a torch.Generator, got {type(generator).__name__}")
         self.generator = generator
         self.check_finite = bool(check_finite)
+        self._init_transient()
+        if overlap_noise not in (None, True, False):
+            raise HyperparameterError(f"{owner}: overlap_noise={overlap_noise!r}; valid: None (auto), True, False")
+        self.overlap_noise = overlap_noise
+        super().__init__(params, defaults)
+
+    def _init_transient(self) -> None:
+        """Caches and scratch buffers: rebuilt on demand, never pickled or copied (subclasses that
+        keep their own extend this)."""
         self._noise_buffers: dict[tuple, torch.Tensor] = {}
-        self._noise_views: dict[tuple, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        self._noise_views: dict[tuple, tuple] = {}
         self._noise_by_list: dict[int, tuple[list, tuple]] = {}
         self._overlap_job: _StepJob | None = None
         self._bucket_cache: tuple | None = None
         self._bucket_numel = 0  # values in the cached buckets: an upper bound on a step's noise
         self._staged: set[int] = set()
-        if overlap_noise not in (None, True, False):
-            raise HyperparameterError(f"{owner}: overlap_noise={overlap_noise!r}; valid: None (auto), True, False")
-        self.overlap_noise = overlap_noise
-        super().__init__(params, defaults)
+
+    def __getstate__(self) -> dict:
+        """What ``pickle`` and ``copy.deepcopy`` keep: torch.optim's state plus the sampler's own
+        settings, generator and step count (caches are rebuilt)."""
+        state = super().__getstate__()
+        state.update(generator=self.generator, check_finite=self.check_finite, overlap_noise=self.overlap_noise,
+                     _step_counter=self._steps_done)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self._init_transient()
+        super().__setstate__(state)
 
     # ------------------------------------------------------------------ validation
     @classmethod

@@ -24,11 +24,11 @@ class PSGLD(Sampler):
         "eps": Hyper(1e-5, low=0.0, low_open=True, doc="lambda in G = 1 / (lambda + sqrt(V))"),
     }
 
-    def __init__(self, params, lr, **kwargs):
+    def _init_transient(self):
+        super()._init_transient()
         self._flat_cache: dict[tuple, tuple] = {}
         self._positions: dict[tuple, dict[int, int]] = {}
         self._bucket_params: dict[tuple, list] = {}
-        super().__init__(params, lr, **kwargs)
 
     def load_state_dict(self, state_dict):
         self._flat_cache.clear()  # rebuilt from the loaded per-parameter state on the next step

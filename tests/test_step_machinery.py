@@ -299,3 +299,29 @@ def test_the_noise_thread_is_rebuilt_in_a_forked_child():
     child.join(timeout=60)
     assert child.exitcode == 0
     assert queue.get(timeout=5) > 0
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_sampler_survives_deepcopy_and_pickle_and_continues_the_same_chain(name, how):
+    import copy
+    import pickle
+
+    params = _params()
+    opt = sgmcmc.get(name)(params, 0.01, num_data=50, generator=torch.Generator().manual_seed(4), check_finite=False)
+    g = torch.Generator().manual_seed(8)
+    for _ in range(3):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g, dtype=p.dtype)
+        opt.step()
+    twin = copy.deepcopy(opt) if how == "deepcopy" else pickle.loads(pickle.dumps(opt))
+    assert twin.check_finite is False and twin._steps_done == 3
+    twin_params = twin.param_groups[0]["params"]
+    for _ in range(3):
+        for p, q in zip(params, twin_params):
+            p.grad = torch.randn(p.shape, generator=g, dtype=p.dtype)
+            q.grad = p.grad.clone()
+        opt.step()
+        twin.step()
+    for p, q in zip(params, twin_params):
+        assert torch.equal(p.detach(), q.detach())
