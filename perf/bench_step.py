@@ -52,7 +52,7 @@ def _finite_check_v0(grads) -> bool:
 def make_step(name: str):
     """A zero-argument callable doing one update of ``name``.
 
-    ``name``: a sampler; '<sampler>_inline' (its noise drawn in line, ``overlap_noise=False``);
+    ``name``: a sampler (as constructed by default); '<sampler>_overlap' (``overlap_noise=True``);
     'torch_sgd'; 'normal_'; 'sgld_no_check' (sgld with check_finite=False);
     'finite_check' (the sampler's NaN/Inf check alone) or 'finite_check_v0' (the check as first written).
     """
@@ -62,10 +62,10 @@ def make_step(name: str):
     params = mlp_params()
     if name == "torch_sgd":
         return torch.optim.SGD(params, lr=0.1, foreach=True).step
-    if name.endswith("_inline"):  # the sampler with its noise drawn in line (overlap_noise=False)
-        kw = dict(SAMPLERS[name[: -len("_inline")]])
+    if name.endswith("_overlap"):  # the sampler with its noise drawn beside the update (overlap_noise=True)
+        kw = dict(SAMPLERS[name[: -len("_overlap")]])
         lr = kw.pop("lr")
-        opt = sgmcmc.get(name[: -len("_inline")])(params, lr, num_data=NUM_DATA, overlap_noise=False, **kw)
+        opt = sgmcmc.get(name[: -len("_overlap")])(params, lr, num_data=NUM_DATA, overlap_noise=True, **kw)
         opt.step()
         return opt.step
     if name == "sgld_no_check":
@@ -86,8 +86,8 @@ def make_step(name: str):
     return opt.step
 
 
-INLINE = [f"{n}_inline" for n in SAMPLERS if n != "sgd"]
-CASES = ["normal_", "torch_sgd", *SAMPLERS, *INLINE, "sgld_no_check", "finite_check", "finite_check_v0"]
+OVERLAP = [f"{n}_overlap" for n in SAMPLERS if n != "sgd"]
+CASES = ["normal_", "torch_sgd", *SAMPLERS, *OVERLAP, "sgld_no_check", "finite_check", "finite_check_v0"]
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -210,9 +210,19 @@ class _NoiseWorker:
     def __init__(self):
         self.pid = os.getpid()
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.ready = threading.Event()
+        threads = torch.get_num_threads()
         threading.Thread(target=self._loop, name="sgmcmc-noise", daemon=True).start()
+        self.ready.wait()
+        # torch.set_num_threads in the worker also set the count that threads started later begin
+        # with; set it back (this thread's own count is unchanged)
+        torch.set_num_threads(threads)
 
     def _loop(self) -> None:
+        # the worker's ops run on one thread: a second OpenMP team spinning beside the stepping
+        # thread's own (and beside the forward/backward that follows) costs more than it gains
+        torch.set_num_threads(1)
+        self.ready.set()
         while True:
             self.jobs.get().run()
 
@@ -255,9 +265,11 @@ class Sampler(torch.optim.Optimizer):
     generator: optional ``torch.Generator`` for the noise; the global generator otherwise.
     check_finite: if True (default) a NaN or Inf gradient raises :class:`NonFiniteGradientError`
         before the parameters change.
-    overlap_noise: draw the Gaussian noise on a background thread while the rest of the update
-        runs: None (default) decides per step (CPU, >= 2 torch threads, >= 2^17 noise values), True
-        always on the CPU, False never. The chain is the same to the bit either way.
+    overlap_noise: draw the noise on the calling thread while a worker thread runs the rest of the
+        update (CPU only): False (default) never, None decides per step (>= 2 torch threads and
+        >= 2^17 noise values), True always. The chain is the same to the bit either way. It makes
+        an isolated ``step()`` cost about the draw alone, but in a training loop on a 2-core
+        machine it was no faster (the worker competes with the forward/backward), so it is opt-in.
     **hyper: the sampler's own hyperparameters (see ``cls.hypers``).
     """
 
@@ -277,7 +289,7 @@ class Sampler(torch.optim.Optimizer):
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         check_finite: bool = True,
-        overlap_noise: bool | None = None,
+        overlap_noise: bool | None = False,
         **hyper: Any,
     ):
         owner = type(self).__name__

@@ -102,7 +102,8 @@ def test_overlap_restores_the_thread_count_and_leaves_no_draw_running(name):
 def test_auto_overlap_switches_on_for_large_cpu_buckets_with_threads_to_spare(monkeypatch):
     params = [torch.nn.Parameter(torch.zeros(1 << 17))]
     params[0].grad = torch.zeros(1 << 17)
-    opt = sgmcmc.SGLD(params, 0.01, num_data=10)
+    opt = sgmcmc.SGLD(params, 0.01, num_data=10, overlap_noise=None)
+    assert sgmcmc.SGLD(params, 0.01, num_data=10).overlap_noise is False  # opt-in
     started = []
     real = sgmcmc.base._NoiseWorker.submit
     monkeypatch.setattr(sgmcmc.base._NoiseWorker, "submit", lambda self, job: (started.append(job), real(self, job)))
@@ -325,3 +326,14 @@ def test_a_sampler_survives_deepcopy_and_pickle_and_continues_the_same_chain(nam
         twin.step()
     for p, q in zip(params, twin_params):
         assert torch.equal(p.detach(), q.detach())
+
+
+def test_the_noise_thread_leaves_the_thread_count_of_new_threads_alone():
+    import threading
+
+    sgmcmc.base._noise_worker()  # exists (started by an earlier test or now)
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert seen == [torch.get_num_threads()]
