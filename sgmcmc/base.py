@@ -18,6 +18,10 @@ neither the parameters nor the sampler state) and checked, and only then updated
 preparation already writes a flat buffer that depends on every gradient element returns a cheap
 reduction of it as the finiteness witness, which saves the base class its own pass over the
 gradients.
+
+A sampler may also declare its noise (:meth:`_noise_std`) and split its update into
+:meth:`_update` and :meth:`_update_noise`; with ``overlap_noise`` the step then draws the noise on
+the calling thread while a worker thread runs the rest (opt-in: see the constructor).
 """
 
 from __future__ import annotations
@@ -449,7 +453,7 @@ class Sampler(torch.optim.Optimizer):
         noise phase (:meth:`_update_noise`) as soon as that segment is drawn; the step costs about
         the draw alone plus the last segment's noise phase. The generator sees the
         same calls in the same order as without overlap, so the chain is the same to the bit. Auto
-        (``overlap_noise=None``): on when every declared bucket is on the CPU, torch has >= 2
+        (``overlap_noise=None``; the default, False, never overlaps): on when every declared bucket is on the CPU, torch has >= 2
         threads and the draws total >= 2^17 values (below that the thread hand-off costs more
         than it hides).
         """
