@@ -515,9 +515,11 @@ class Sampler(torch.optim.Optimizer):
     def _buckets(self) -> list:
         """(group index, group, params, grads, offsets) for every (group, device, dtype) bucket of
         parameters with a gradient. The grouping is cached: it is rebuilt only when the set of
-        parameters with a gradient changes (a ``grad`` turning None or back), so a step of a model
-        with one or a few tensors costs no Python bookkeeping beyond one tuple."""
-        key = tuple(id(p) if p.grad is not None else 0 for group in self.param_groups for p in group["params"])
+        parameters with a gradient changes (a ``grad`` turning None or back, a parameter added, or
+        moved to another device or dtype), so a step costs no Python bookkeeping beyond one tuple."""
+        key = tuple(
+            (id(p), p.device, p.dtype) if p.grad is not None else 0 for group in self.param_groups for p in group["params"]
+        )
         cached = self._bucket_cache
         if cached is not None and cached[0] == key and len(cached[1]) == len(self.param_groups) and all(
             a is b for a, b in zip(cached[1], self.param_groups)

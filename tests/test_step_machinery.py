@@ -337,3 +337,14 @@ def test_the_noise_thread_leaves_the_thread_count_of_new_threads_alone():
     t.start()
     t.join()
     assert seen == [torch.get_num_threads()]
+
+
+def test_bucket_cache_follows_a_parameter_changing_dtype():
+    a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
+    opt = sgmcmc.SGLD([a, b], 0.1, num_data=10, generator=torch.Generator().manual_seed(0))
+    a.grad, b.grad = torch.ones(3), torch.ones(2)
+    opt.step()
+    b.data = b.data.double()  # now a bucket of its own
+    b.grad = torch.ones(2, dtype=torch.float64)
+    opt.step()
+    assert b.dtype == torch.float64 and torch.isfinite(b.detach()).all() and not torch.equal(b.detach(), torch.zeros(2, dtype=torch.float64))
