@@ -395,9 +395,9 @@ class Sampler(torch.optim.Optimizer):
         ``normal_`` fills the bucket's buffer in place, one call per segment (a run of consecutive
         parameters of >= 2^16 values, or the whole bucket; see :meth:`_noise_entry`); the scale
         ``std`` costs nothing extra (it is applied inside the Box-Muller transform), so the noise
-        is a single pass over memory, and the views are cached, so a step allocates nothing. If ``step()`` already started this bucket's
-        draw (the sampler declared it in :meth:`_noise_std`), this waits for it instead: the draws
-        are the same either way (same generator, same order, same scale).
+        is a single pass over memory, and the views are cached, so a step allocates nothing. If
+        an overlapped ``step()`` is drawing this bucket (declared in :meth:`_noise_std`), this
+        waits for that draw instead: the same generator, order and scale, so the same draws.
         """
         entry = self._noise_entry(params)
         job = self._overlap_job
@@ -451,11 +451,11 @@ class Sampler(torch.optim.Optimizer):
         threads to spare the stepping thread draws the noise while a worker thread runs the rest of
         the step (the finiteness check, preconditioner, drift, velocity), then each segment's
         noise phase (:meth:`_update_noise`) as soon as that segment is drawn; the step costs about
-        the draw alone plus the last segment's noise phase. The generator sees the
-        same calls in the same order as without overlap, so the chain is the same to the bit. Auto
-        (``overlap_noise=None``; the default, False, never overlaps): on when every declared bucket is on the CPU, torch has >= 2
-        threads and the draws total >= 2^17 values (below that the thread hand-off costs more
-        than it hides).
+        the draw alone plus the last segment's noise phase. The generator sees the same calls in
+        the same order as without overlap, so the chain is the same to the bit. ``overlap_noise``:
+        False (the default) never; None when every declared bucket is on the CPU, torch has >= 2
+        threads and the draws total >= 2^17 values (below that the hand-off costs more than it
+        hides); True whenever the declared buckets are on the CPU.
         """
         if self.overlap_noise is False or (
             self.overlap_noise is None and (self._bucket_numel < _OVERLAP_MIN_NUMEL or torch.get_num_threads() < 2)
@@ -483,9 +483,9 @@ class Sampler(torch.optim.Optimizer):
         """Raise :class:`NonFiniteGradientError` if any gradient holds a NaN or an Inf.
 
         The fast path is one cheap reduction and one device sync: the sampler's ``witness`` from
-        :meth:`_prepare` when it gave one, else the gradients' 2-norms, summed, or the sum of a single
-        gradient (finite exactly when every element is finite, unless it overflows). Only when that is not finite is each
-        gradient checked element-wise, so a huge but finite gradient whose reduction overflows is
+        :meth:`_prepare` when it gave one, else the gradients' 2-norms, summed, or the sum of a
+        single gradient (finite exactly when every element is finite, unless it overflows). Only
+        when that is not finite is each gradient checked element-wise, so a huge but finite gradient whose reduction overflows is
         not mistaken for a diverged chain.
         """
         if witness is not None:
