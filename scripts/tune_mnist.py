@@ -19,13 +19,24 @@ from benchmarks import runner
 #: (sampler, hyperparameters) candidates; the prior is part of the candidate
 CANDIDATES = [
     ("sgd", {"lr": 0.1}),
+    ("sgd", {"lr": 0.3}),
     ("sgld", {"lr": 0.1}),
     ("sgld", {"lr": 0.1, "prior": "fanin"}),
     ("sgld", {"lr": 0.1, "prior": "fanin", "prior_sd": 3.0}),
     ("sgld", {"lr": 0.1, "prior_sd": 0.1}),
+    ("sgld", {"lr": 0.03}),
+    ("sgld", {"lr": 0.3}),
+    ("sgld", {"lr": 1.0}),
     ("psgld", {"lr": 0.001, "alpha": 0.99}),
+    ("psgld", {"lr": 0.0003, "alpha": 0.99}),
+    ("psgld", {"lr": 0.003, "alpha": 0.99}),
     ("sghmc", {"lr": 0.01, "friction": 0.1}),
+    ("sghmc", {"lr": 0.003, "friction": 0.1}),
+    ("sghmc", {"lr": 0.03, "friction": 0.1}),
+    ("sghmc", {"lr": 0.1, "friction": 0.1}),
     ("underdamped", {"lr": 0.01, "friction": 0.1}),
+    ("underdamped", {"lr": 0.03, "friction": 0.1}),
+    ("underdamped", {"lr": 0.1, "friction": 0.1}),
 ]
 
 
