@@ -1,0 +1,48 @@
+"""The README's headline table (MNIST MLP: accuracy, calibration, OOD) from the leaderboard CSV.
+
+    python -m benchmarks report            # rebuilds results/leaderboard.csv from the records
+    python scripts/headline_table.py [--csv results/leaderboard.csv] [--task mnist-mlp]
+
+One row per (sampler, variant): test error %, NLL, ECE, notMNIST AUROC by predictive entropy and
+its margin over SGD's, the share of notMNIST letters called a digit with p > 0.9, and the
+Fashion-MNIST AUROC; means over seeds, so the README quotes exactly what the records hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+ORDER = ["sgd", "sgld", "psgld", "sghmc", "underdamped"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--csv", default="results/leaderboard.csv")
+    ap.add_argument("--task", default="mnist-mlp")
+    args = ap.parse_args(argv)
+    frame = pd.read_csv(args.csv)
+    frame = frame[frame.task == args.task]
+    wide = frame.pivot_table(index=["sampler", "variant", "hyperparameters", "temperature"], columns="metric",
+                             values="mean").reset_index()
+    wide["order"] = [(v != "tuned", ORDER.index(s) if s in ORDER else len(ORDER), s)
+                     for s, v in zip(wide.sampler, wide.variant)]
+    wide = wide.sort_values("order")
+    sgd = wide[(wide.sampler == "sgd") & (wide.variant == "tuned")]
+    base = float(sgd.auroc_entropy.iloc[0]) if len(sgd) else float("nan")
+    print("| sampler | T | test error % | NLL | ECE | notMNIST AUROC (entropy) | margin over SGD "
+          "| letters called a digit with p > 0.9 | Fashion AUROC |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in wide.itertuples():
+        hyper = ", ".join(h for h in r.hyperparameters.split(", ") if not h.startswith("prior"))
+        name = f"{r.sampler} ({hyper})" if r.variant == "tuned" else f"{r.sampler}, {r.variant}"
+        temp = "-" if r.sampler == "sgd" else f"{r.temperature:g}"
+        margin = "" if r.sampler == "sgd" and r.variant == "tuned" else f"{r.auroc_entropy - base:+.3f}"
+        print(f"| {name} | {temp} | {r.error:.2f} | {r.nll:.3f} | {r.ece:.4f} | {r.auroc_entropy:.3f} | {margin} "
+              f"| {100 * r.notmnist_confident:.1f} % | {r.fashion_auroc_entropy:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
