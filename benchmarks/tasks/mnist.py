@@ -17,6 +17,10 @@ posterior predictive is the running average of the softmax of the kept samples o
 set, notMNIST_small and Fashion-MNIST test (samples are never stored). The last kept sample's own
 predictions give the ``single_*`` metrics (one network, no averaging). ``evaluate_on =
 "validation"`` swaps the MNIST test set for the 10,000 validation images: configs are tuned so.
+
+``lr_decay_to`` (default 1: a constant step) decays the step size geometrically over the run, from
+``lr`` at the first step to ``lr * lr_decay_to`` at the last (``torch.optim.lr_scheduler.LambdaLR``
+stepped every iteration; every kept sample weighs the same in the predictive).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ MNIST_PROFILES = {
 }
 
 #: task-level keys a config row may set beside the sampler's hyperparameters
-TASK_KEYS = {"prior": "isotropic", "prior_sd": 1.0, "evaluate_on": "test"}
+TASK_KEYS = {"prior": "isotropic", "prior_sd": 1.0, "evaluate_on": "test", "lr_decay_to": 1.0}
 
 CONFIDENT = 0.9  # the "confidently wrong on letters" threshold of max probability
 
@@ -149,6 +153,9 @@ class MNISTTask(Task):
         num_data = len(data.train_x)
         precisions = _prior_precisions(model, task_opts["prior"], float(task_opts["prior_sd"]))
         sampler = build_sampler(sampler_cls, params, hyper, num_data)
+        decay_to = task_opts["lr_decay_to"]
+        if isinstance(decay_to, bool) or not isinstance(decay_to, (int, float)) or not 0.0 < decay_to <= 1.0:
+            raise ValueError(f"lr_decay_to={decay_to!r} is out of range; valid: (0, 1] (1: a constant step size)")
 
         # one weight of the second layer, traced every step for the weight-distribution figure
         traced = params[2] if len(params) > 2 else params[0]
@@ -168,6 +175,10 @@ class MNISTTask(Task):
         bar = ctx.progress(total, f"{self.name} {sampler_cls.name or sampler_cls.__name__}")
         step = 0
         batches = Batches(data.train_x, data.train_y, bs, generator=gen)
+        schedule = None
+        if decay_to != 1.0:
+            rate = math.log(decay_to) / max(total - 1, 1)
+            schedule = torch.optim.lr_scheduler.LambdaLR(sampler, lambda t: math.exp(rate * min(t, total - 1)))
         for _epoch in range(proto["epochs"]):
             with train_watch:
                 for xb, yb in batches:
@@ -182,6 +193,8 @@ class MNISTTask(Task):
                         sampler.step()
                     except FloatingPointError as exc:
                         raise Diverged(step, str(exc)) from exc
+                    if schedule is not None:
+                        schedule.step()
                     if step % trace_every == 0:
                         weight_trace[step // trace_every] = traced.detach().reshape(-1)[0]
                     step += 1
