@@ -37,6 +37,13 @@ CANDIDATES = [
     ("underdamped", {"lr": 0.01, "friction": 0.1}),
     ("underdamped", {"lr": 0.03, "friction": 0.1}),
     ("underdamped", {"lr": 0.1, "friction": 0.1}),
+    # a geometric decay of the step over the run (lr_decay_to: the last step's fraction of lr)
+    ("sgd", {"lr": 1.0, "lr_decay_to": 0.1}),
+    ("sgld", {"lr": 1.0, "lr_decay_to": 0.1}),
+    ("sgld", {"lr": 0.3, "lr_decay_to": 0.1}),
+    ("psgld", {"lr": 0.003, "alpha": 0.99, "lr_decay_to": 0.1}),
+    ("sghmc", {"lr": 0.1, "friction": 0.1, "lr_decay_to": 0.1}),
+    ("underdamped", {"lr": 0.1, "friction": 0.1, "lr_decay_to": 0.1}),
 ]
 
 
