@@ -406,10 +406,6 @@ class Sampler(torch.optim.Optimizer):
                 flat.normal_(0.0, std, generator=self.generator)
         return entry[1]
 
-    def _noise_flat(self, params: list[torch.Tensor]) -> torch.Tensor:
-        """The flat buffer behind :meth:`_noise` for this bucket (its current contents)."""
-        return self._noise_entry(params)[0]
-
     def _noise_like(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
         return self._noise_entry(params)[1]
 
@@ -470,9 +466,7 @@ class Sampler(torch.optim.Optimizer):
                     return None
                 total += buf.numel()
                 fills.extend((b, seg, float(std)) for seg in segments)
-        if not fills:
-            return None
-        if self.overlap_noise is None and (torch.get_num_threads() < 2 or total < _OVERLAP_MIN_NUMEL):
+        if not fills or (self.overlap_noise is None and total < _OVERLAP_MIN_NUMEL):
             return None
         return fills
 

@@ -27,15 +27,14 @@ class PSGLD(Sampler):
     def _init_transient(self):
         super()._init_transient()
         self._flat_cache: dict[tuple, tuple] = {}
-        self._positions: dict[tuple, dict[int, int]] = {}
-        self._bucket_params: dict[tuple, list] = {}
 
     def load_state_dict(self, state_dict):
         self._flat_cache.clear()  # rebuilt from the loaded per-parameter state on the next step
         super().load_state_dict(state_dict)
 
     def _buffers(self, group, params):
-        """Flat V and scratch buffers for this bucket, and the positions of parameters without state.
+        """Flat V and scratch buffers for this bucket, the positions of parameters without state, and
+        each parameter's position in the bucket (by ``id``).
 
         ``state[p]["square_avg"]`` are views of the flat V, so sqrt, + eps and rsqrt run as single ops
         with no temporaries. Per-parameter state stays the source of truth: when it is not (or no
@@ -56,13 +55,14 @@ class PSGLD(Sampler):
             for old, view in zip(current, v_views):
                 if old is not None:
                     view.copy_(old)
-            cache = self._flat_cache[key] = (square_avg, scratch, v_views, s_views, fresh)
+            index = {id(p): i for i, p in enumerate(params)}
+            cache = self._flat_cache[key] = (square_avg, scratch, v_views, s_views, fresh, index)
         return cache
 
     def _stage(self, group, params, grads):
         """The new V into the scratch buffer: alpha V + (1 - alpha) g^2, or g^2 without state."""
         alpha = group["alpha"]
-        square_avg, new, v_views, n_views, fresh = self._buffers(group, params)
+        square_avg, new, v_views, n_views, fresh, _index = self._buffers(group, params)
         if not fresh:
             torch.mul(square_avg, alpha, out=new)
             torch._foreach_addcmul_(n_views, grads, grads, value=1.0 - alpha)
@@ -90,10 +90,9 @@ class PSGLD(Sampler):
         if not self._take_staged(params):
             self._stage(group, params, grads)
         key = (id(group), params[0].device, params[0].dtype)
-        self._bucket_params[key] = params
-        old, new, old_views, new_views, _ = self._flat_cache[key]
+        old, new, old_views, new_views, _fresh, index = self._flat_cache[key]
         # commit: the scratch buffer holds the new V; the old one becomes the scratch
-        self._flat_cache[key] = (new, old, new_views, old_views, [])
+        self._flat_cache[key] = (new, old, new_views, old_views, [], index)
         for p, view in zip(params, new_views):
             self.state[p]["square_avg"] = view
         denom, d_views = old, old_views
@@ -105,13 +104,7 @@ class PSGLD(Sampler):
 
     def _update_noise(self, group, params, grads, noise):
         key = (id(group), params[0].device, params[0].dtype)
-        sqrt_g = self._flat_cache[key][3]  # the scratch views: sqrt(G) since _update, in bucket order
+        _v, _s, _v_views, sqrt_g, _fresh, index = self._flat_cache[key]  # sqrt(G) since _update, bucket order
         if len(params) != len(sqrt_g):  # a segment of the bucket (an overlapped step)
-            pos = self._positions.get(key)
-            if pos is None or len(pos) != len(sqrt_g):
-                pos = self._positions[key] = {}
-            if any(id(p) not in pos for p in params):
-                pos.clear()
-                pos.update((id(p), i) for i, p in enumerate(self._bucket_params[key]))
-            sqrt_g = [sqrt_g[pos[id(p)]] for p in params]
+            sqrt_g = [sqrt_g[index[id(p)]] for p in params]
         torch._foreach_addcmul_(params, noise, sqrt_g)  # + sqrt(2 h T / N) sqrt(G) xi
