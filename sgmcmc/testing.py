@@ -782,6 +782,11 @@ def _build(cls, params, hyper, lr=None, **kw):
     return cls(params, _TOY_LR if lr is None else lr, num_data=_TOY_N, **kw, **hyper)
 
 
+def _snapshot(params) -> torch.Tensor:
+    """Every parameter's current values, flattened into one new tensor."""
+    return torch.cat([p.detach().reshape(-1).clone() for p in params])
+
+
 def _trajectory(cls, hyper, steps=8, *, params=None, opt_kwargs=None, before_step=None, lr=None) -> list[torch.Tensor]:
     params = _toy_params() if params is None else params
     opt = _build(cls, params, hyper, lr=lr, **(opt_kwargs or {}))
@@ -791,7 +796,7 @@ def _trajectory(cls, hyper, steps=8, *, params=None, opt_kwargs=None, before_ste
         if before_step is not None:
             before_step(opt, t)
         opt.step()
-        out.append(torch.cat([p.detach().reshape(-1).clone() for p in params]))
+        out.append(_snapshot(params))
     return out
 
 
@@ -861,18 +866,14 @@ def check_state_dict_resume(cls, *, lr=None, protocol=None, **hyper) -> dict:
     total, half = 10, 5
     out = {}
     for mode in ("explicit", "global"):
+        def generator_kw(seed):
+            return {"generator": torch.Generator().manual_seed(seed)} if mode == "explicit" else {}
+
         def make(params, seed):
-            kw = {"generator": torch.Generator().manual_seed(seed)} if mode == "explicit" else {}
-            return _build(cls, params, hyper, **kw)
+            return _build(cls, params, hyper, **generator_kw(seed))
 
         torch.manual_seed(11)
-        params = _toy_params()
-        opt = make(params, 5)
-        straight = []
-        for t in range(total):
-            _toy_grads(params)
-            opt.step()
-            straight.append(torch.cat([p.detach().reshape(-1).clone() for p in params]))
+        straight = _trajectory(cls, hyper, total, opt_kwargs=generator_kw(5))
 
         torch.manual_seed(11)
         params = _toy_params()
@@ -881,7 +882,7 @@ def check_state_dict_resume(cls, *, lr=None, protocol=None, **hyper) -> dict:
         for t in range(half):
             _toy_grads(params)
             opt.step()
-            resumed.append(torch.cat([p.detach().reshape(-1).clone() for p in params]))
+            resumed.append(_snapshot(params))
         buf = io.BytesIO()
         torch.save({"sampler": opt.state_dict(), "params": [p.detach().clone() for p in params],
                     "rng": torch.get_rng_state()}, buf)
@@ -899,7 +900,7 @@ def check_state_dict_resume(cls, *, lr=None, protocol=None, **hyper) -> dict:
         for t in range(half, total):
             _toy_grads(fresh)
             opt2.step()
-            resumed.append(torch.cat([p.detach().reshape(-1).clone() for p in fresh]))
+            resumed.append(_snapshot(fresh))
         if not _same(straight, resumed):
             raise CheckFailed(f"state_dict_resume ({mode} generator): the resumed chain differs from the straight one "
                               f"({_first_diff(straight, resumed)})", {"mode": mode})
@@ -975,7 +976,7 @@ def check_lr_schedulers(cls, *, lr=None, protocol=None, **hyper) -> dict:
             lrs.append(opt.param_groups[0]["lr"])
             opt.step()
             sched.step()
-            scheduled.append(torch.cat([p.detach().reshape(-1).clone() for p in params]))
+            scheduled.append(_snapshot(params))
         if len(set(lrs)) < 3:
             raise CheckFailed(f"lr_schedulers: {label} did not change the group lr (saw {lrs})")
 
