@@ -63,11 +63,7 @@ def make_step(name: str):
     if name == "torch_sgd":
         return torch.optim.SGD(params, lr=0.1, foreach=True).step
     if name.endswith("_overlap"):  # the sampler with its noise drawn beside the update (overlap_noise=True)
-        kw = dict(SAMPLERS[name[: -len("_overlap")]])
-        lr = kw.pop("lr")
-        opt = sgmcmc.get(name[: -len("_overlap")])(params, lr, num_data=NUM_DATA, overlap_noise=True, **kw)
-        opt.step()
-        return opt.step
+        return _sampler_step(sgmcmc, name[: -len("_overlap")], params, overlap_noise=True)
     if name == "sgld_no_check":
         opt = sgmcmc.SGLD(params, 0.1, num_data=NUM_DATA, check_finite=False)
         opt.step()
@@ -79,10 +75,16 @@ def make_step(name: str):
         return lambda: opt._check_finite(grads, 0, offsets)
     if name == "finite_check_v0":
         return lambda: _finite_check_v0(grads)
+    return _sampler_step(sgmcmc, name, params)
+
+
+def _sampler_step(mod, name: str, params: list[torch.Tensor], **extra):
+    """``opt.step`` of sampler ``name`` from package ``mod`` with its SAMPLERS settings, after one
+    untimed step (which allocates its state and buffers)."""
     kw = dict(SAMPLERS[name])
     lr = kw.pop("lr")
-    opt = sgmcmc.get(name)(params, lr, num_data=NUM_DATA, **kw)
-    opt.step()  # allocate state and buffers outside the timing
+    opt = mod.get(name)(params, lr, num_data=NUM_DATA, **kw, **extra)
+    opt.step()
     return opt.step
 
 
@@ -164,14 +166,9 @@ def _before_after(rev: str, rounds: int = 200, warm: int = 2) -> str:
     sys.path.insert(0, str(tmp))
     before = importlib.import_module("sgmcmc_before")
     steps = {"normal_": make_step("normal_")}
-    for name, kw in SAMPLERS.items():
+    for name in SAMPLERS:
         for label, mod in ((f"{name} ({rev})", before), (name, sgmcmc)):
-            kw2 = dict(kw)
-            lr = kw2.pop("lr")
-            params = mlp_params()
-            opt = mod.get(name)(params, lr, num_data=NUM_DATA, **kw2)
-            opt.step()
-            steps[label] = opt.step
+            steps[label] = _sampler_step(mod, name, mlp_params())
     med, mn = _interleaved(steps, rounds, warm)
     lines = ["| update | median ms | min ms | median / normal_ | min / min normal_ |", "|---|---|---|---|---|"]
     for name in steps:
