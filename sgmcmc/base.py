@@ -31,6 +31,7 @@ import numbers
 import os
 import queue
 import threading
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -354,8 +355,25 @@ class Sampler(torch.optim.Optimizer):
             group[key] = spec.check(owner, key, group[key])
 
     def add_param_group(self, param_group: dict) -> None:
+        """torch.optim's, then the group's hyperparameters and parameters are checked; a group
+        that fails is taken out again, so the sampler is left as it was."""
         super().add_param_group(param_group)
-        self._validate(self.param_groups[-1])
+        group = self.param_groups[-1]
+        try:
+            self._validate(group)
+            owner = type(self).__name__
+            for i, p in enumerate(group["params"]):
+                if not p.is_floating_point():
+                    kind = "complex" if p.is_complex() else "non-floating"
+                    raise HyperparameterError(
+                        f"{owner}: parameter {i} of param group {len(self.param_groups) - 1} is {kind} "
+                        f"({p.dtype}); valid: real floating-point tensors (float16, bfloat16, float32, float64)"
+                        + ("; sample the real and imaginary parts as a real tensor (torch.view_as_real)"
+                           if p.is_complex() else "")
+                    )
+        except BaseException:
+            self.param_groups.pop()
+            raise
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -366,8 +384,19 @@ class Sampler(torch.optim.Optimizer):
         return sd
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """torch.optim's, plus the step count and the generator's state; saved hyperparameters out of
+        range are refused before anything changes."""
         state_dict = dict(state_dict)
+        for group in state_dict.get("param_groups", []):
+            self._validate(dict(group))
         gen_state = state_dict.pop("generator_state", None)
+        if gen_state is not None and self.generator is None:
+            warnings.warn(
+                f"{type(self).__name__}.load_state_dict: the saved state holds a generator's state but this "
+                f"sampler draws from the global generator; the saved generator state is not restored (build the "
+                f"sampler with generator= to continue the chain bit for bit)",
+                stacklevel=2,
+            )
         self._step_counter = int(state_dict.pop("step_count", 0))
         self._staged.clear()
         self._bucket_cache = None
@@ -472,16 +501,22 @@ class Sampler(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ step
     def _check_finite(
-        self, grads: list[torch.Tensor], group_index: int, offsets: list[int], witness: torch.Tensor | None = None
+        self, grads: list[torch.Tensor], group_index: int, offsets: list[int], witness: torch.Tensor | None = None,
+        group: dict | None = None, params: list[torch.Tensor] | None = None,
     ) -> None:
         """Raise :class:`NonFiniteGradientError` if any gradient holds a NaN or an Inf.
 
         The fast path is one cheap reduction and one device sync: the sampler's ``witness`` from
         :meth:`_prepare` when it gave one, else the gradients' 2-norms, summed, or the sum of a
         single gradient (finite exactly when every element is finite, unless it overflows). Only
-        when that is not finite is each gradient checked element-wise, so a huge but finite gradient whose reduction overflows is
-        not mistaken for a diverged chain.
+        when that is not finite is each gradient checked element-wise, so a huge but finite
+        gradient whose reduction overflows is not mistaken for a diverged chain. A sampler's
+        witness that is not finite while every gradient is means its own staged values overflowed
+        (psgld's g^2 past the dtype's range would freeze the chain with V = inf) if
+        :meth:`_staged_finite` says so: that step is refused as well.
         """
+        if grads[0].device.type == "meta":  # no values to check
+            return
         if witness is not None:
             total = witness
         elif len(grads) > 1:
@@ -491,6 +526,19 @@ class Sampler(torch.optim.Optimizer):
         if math.isfinite(total.item()):
             return
         bad = next((i for i, g in enumerate(grads) if not bool(torch.isfinite(g).all())), None)
+        if bad is None and witness is not None and not self._staged_finite(group, params):
+            # every gradient is finite but the sampler's own staged values overflowed (psgld's
+            # g^2 beyond the dtype's range): the update would be inf or 0, so it is refused too
+            big = max(range(len(grads)), key=lambda i: float(grads[i].abs().max()))
+            raise NonFiniteGradientError(
+                f"{type(self).__name__}: the update overflowed {grads[big].dtype} at step {self._steps_done} "
+                f"(param group {group_index}, parameter {offsets[big]}: the largest |gradient| is "
+                f"{float(grads[big].abs().max()):.3g}); the chain has diverged (try a smaller lr; parameters "
+                f"were left at their last finite values)",
+                step=self._steps_done,
+                group_index=group_index,
+                param_index=offsets[big],
+            )
         if bad is None:  # the norm overflowed; every element is finite
             return
         raise NonFiniteGradientError(
@@ -510,9 +558,10 @@ class Sampler(torch.optim.Optimizer):
         """(group index, group, params, grads, offsets) for every (group, device, dtype) bucket of
         parameters with a gradient. The grouping is cached: it is rebuilt only when the set of
         parameters with a gradient changes (a ``grad`` turning None or back, a parameter added, or
-        moved to another device or dtype), so a step costs no Python bookkeeping beyond one tuple."""
+        moved to another device, dtype or shape), so a step costs no Python bookkeeping beyond one tuple."""
         key = tuple(
-            (id(p), p.device, p.dtype) if p.grad is not None else 0 for group in self.param_groups for p in group["params"]
+            (id(p), p.device, p.dtype, p.shape) if p.grad is not None else 0
+            for group in self.param_groups for p in group["params"]
         )
         cached = self._bucket_cache
         if cached is not None and cached[0] == key and len(cached[1]) == len(self.param_groups) and all(
@@ -573,6 +622,10 @@ class Sampler(torch.optim.Optimizer):
             finally:
                 torch._C._set_grad_enabled(grad_was_enabled)
         else:
+            # a step refused by the worker (a non-finite gradient) must leave the generator as an
+            # in-line step leaves it (it checks before it draws): keep its state to put back
+            generator = self.generator if self.generator is not None else torch.default_generator
+            rng_state = generator.get_state()
             job = self._overlap_job = _StepJob(self, work, fills)
             try:
                 _noise_worker().submit(job)
@@ -581,6 +634,7 @@ class Sampler(torch.optim.Optimizer):
                 job.wait()
                 self._overlap_job = None
             if job.error is not None:
+                generator.set_state(rng_state)
                 raise job.error
         self._step_counter = self._steps_done + 1
         return loss
@@ -598,8 +652,8 @@ class Sampler(torch.optim.Optimizer):
         ``noise_phase`` and a sampler that splits its update, each bucket's noise phase too."""
         witnesses = [self._prepare(group, params, grads) for _gi, group, params, grads, _offsets in work]
         if self.check_finite:
-            for (gi, _group, _params, grads, offsets), witness in zip(work, witnesses):
-                self._check_finite(grads, gi, offsets, witness)
+            for (gi, group, params, grads, offsets), witness in zip(work, witnesses):
+                self._check_finite(grads, gi, offsets, witness, group, params)
         # every gradient was checked before any parameter or state changes
         split = noise_phase and self._splits_noise
         for _gi, group, params, grads, _offsets in work:
@@ -618,6 +672,13 @@ class Sampler(torch.optim.Optimizer):
         or None to let the base class reduce the gradients itself. The default does nothing.
         """
         return None
+
+    def _staged_finite(self, group: dict | None, params: list[torch.Tensor] | None) -> bool:
+        """Asked only when :meth:`_prepare`'s witness is not finite while every gradient is: is every
+        value the sampler staged for this bucket finite (so only the witness's sum overflowed)?
+        The default says yes; a sampler whose staged values can overflow on finite gradients
+        (psgld's g^2) checks them, and a False refuses the step."""
+        return True
 
     def _update(self, group: dict, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         """Update one bucket. A sampler either draws its noise here with :meth:`_noise`, or

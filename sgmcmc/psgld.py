@@ -7,6 +7,8 @@
 The Gamma(theta) correction term is omitted, as Li et al. do: the chain targets exp(-U / T) only
 where G varies slowly against its own mixing (alpha near 1, or V dominated by minibatch noise).
 Starting V at g_0^2 rather than 0 avoids the huge first steps that V = 0 gives with alpha near 1.
+A finite gradient whose square overflows the dtype (|g| > 1.8e19 in float32) would make V infinite
+and freeze the chain for good (G = 0), so that step is refused like a NaN gradient.
 """
 
 import torch
@@ -81,6 +83,12 @@ class PSGLD(Sampler):
         new = self._stage(group, params, grads)
         self._mark_staged(params)
         return new.sum()  # finite iff every gradient is (unless g^2 overflows)
+
+    def _staged_finite(self, group, params):
+        # the witness (the sum of the new V) overflowed: fine if every V is finite, but a g^2 past
+        # the dtype's range would leave V = inf and G = 0 for good (the chain frozen), so refuse it
+        key = (id(group), params[0].device, params[0].dtype)
+        return bool(torch.isfinite(self._flat_cache[key][1]).all())
 
     def _noise_std(self, group):
         return self.noise_scale(group)  # sqrt(2 h T / N); sqrt(G) multiplies it in the last pass

@@ -33,7 +33,8 @@ def register(name: str) -> Callable[[T], T]:
         if not (isinstance(cls, type) and issubclass(cls, Sampler)):
             raise TypeError(f"@register({name!r}) expects a subclass of sgmcmc.Sampler, got {cls!r}")
         old = _REGISTRY.get(name)
-        if old is not None and old.__qualname__ != cls.__qualname__:
+        # the same class defined again (a module reloaded) may take its name back; another may not
+        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
             raise ValueError(f"sampler name {name!r} is already registered to {old.__module__}.{old.__qualname__}")
         _REGISTRY[name] = cls
         cls.name = name

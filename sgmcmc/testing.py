@@ -1048,15 +1048,18 @@ def _same_state(a, b) -> bool:
 
 @_check("nonfinite_gradient")
 def check_nonfinite_gradient(cls, *, lr=None, protocol=None, **hyper) -> dict:
-    """NaN / Inf gradients raise NonFiniteGradientError before anything changes; huge finite ones do not."""
+    """NaN / Inf gradients raise NonFiniteGradientError before anything changes (parameters, state, the
+    generator; in line and with the noise overlapped); huge finite ones do not."""
     tried = 0
     for bad in (float("nan"), float("inf"), float("-inf")):
         for where in ("last param", "second group"):
             params = _toy_params()
-            if where == "second group":
-                opt = _build(cls, [{"params": params[:2]}, {"params": params[2:]}], hyper)
+            gen = torch.Generator().manual_seed(0)
+            if where == "second group":  # and the noise drawn while a worker thread checks
+                opt = _build(cls, [{"params": params[:2]}, {"params": params[2:]}], hyper, generator=gen,
+                             overlap_noise=True)
             else:
-                opt = _build(cls, params, hyper)
+                opt = _build(cls, params, hyper, generator=gen)
             for _ in range(2):  # build up state (momentum, V, pending half kick)
                 _toy_grads(params)
                 opt.step()
@@ -1064,6 +1067,7 @@ def check_nonfinite_gradient(cls, *, lr=None, protocol=None, **hyper) -> dict:
             params[2].grad[0, 1, 0] = bad
             before = [p.detach().clone() for p in params]
             state_before = _state_snapshot(opt)
+            gen_before = gen.get_state()
             try:
                 opt.step()
             except NonFiniteGradientError:
@@ -1074,17 +1078,21 @@ def check_nonfinite_gradient(cls, *, lr=None, protocol=None, **hyper) -> dict:
                 raise CheckFailed(f"nonfinite_gradient: parameters changed before NonFiniteGradientError ({bad}, {where})")
             if not _same_state(state_before, _state_snapshot(opt)):
                 raise CheckFailed(f"nonfinite_gradient: the sampler state changed before NonFiniteGradientError ({bad}, {where})")
+            if not torch.equal(gen_before, gen.get_state()):
+                raise CheckFailed(f"nonfinite_gradient: the refused step used up random numbers ({bad}, {where}): "
+                                  f"the chain after it is not the chain without it")
             _toy_grads(params)
             opt.step()  # the chain can go on once the gradient is finite again
             tried += 1
     params = _toy_params()
     opt = _build(cls, params, hyper)
     _toy_grads(params)
-    params[0].grad[0, 0] = 1e30
+    # every value and its square fit float32, but sums of squares (norms, psgld's V) overflow
+    params[0].grad.fill_(1e19)
     try:
         opt.step()
     except NonFiniteGradientError as exc:
-        raise CheckFailed(f"nonfinite_gradient: a finite gradient of 1e30 raised NonFiniteGradientError: {exc}") from None
+        raise CheckFailed(f"nonfinite_gradient: a finite gradient of 1e19 raised NonFiniteGradientError: {exc}") from None
     params = _toy_params()
     opt = _build(cls, params, hyper, check_finite=False)
     _toy_grads(params)

@@ -167,3 +167,11 @@ def test_unregistered_subclass_reports_its_own_name_not_its_parents(tmp_path, mo
     cls = sgmcmc.get("sub_sampler:MySGLD")
     assert cls.name == "sub_sampler:MySGLD"
     assert sgmcmc.get("sgld").name == "sgld"
+
+
+def test_a_plugin_class_of_the_same_name_cannot_take_a_builtin_name(clean_registry):
+    """Only the same class (same module and qualname: a reload) may register a taken name again."""
+    SGLD = type("SGLD", (sgmcmc.Sampler,), {"__module__": "myplug", "_update": lambda self, g, p, d: None})
+    with pytest.raises(ValueError, match="already registered to sgmcmc.sgld.SGLD"):
+        sgmcmc.register("sgld")(SGLD)
+    assert sgmcmc.get("sgld") is sgmcmc.SGLD

@@ -352,3 +352,46 @@ def test_state_dict_carries_generator_and_step_count():
     sd["param_groups"][0]["friction"] = 2.0
     with pytest.raises(HyperparameterError, match="friction=2.0"):
         bad.load_state_dict(sd)
+
+
+# ---------------------------------------------------------------------- groups and state that fail validation
+def test_a_param_group_that_fails_validation_is_not_kept():
+    p, q = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
+    opt = sgmcmc.SGHMC([p], 0.1, num_data=10)
+    with pytest.raises(sgmcmc.HyperparameterError, match="lr=-1 is out of range"):
+        opt.add_param_group({"params": [q], "lr": -1})
+    assert len(opt.param_groups) == 1
+    p.grad = torch.ones(3)
+    opt.step()  # the sampler is as it was
+    opt.add_param_group({"params": [q], "lr": 0.01})
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.01]
+
+
+def test_loading_a_state_dict_with_a_bad_hyperparameter_changes_nothing():
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = sgmcmc.SGLD([p], 0.1, num_data=10, generator=torch.Generator().manual_seed(0))
+    p.grad = torch.ones(3)
+    opt.step()
+    sd = opt.state_dict()
+    sd["param_groups"][0]["lr"] = -5.0
+    sd["step_count"] = 99
+    with pytest.raises(sgmcmc.HyperparameterError, match="lr=-5.0 is out of range"):
+        opt.load_state_dict(sd)
+    assert opt.param_groups[0]["lr"] == 0.1 and opt.state_dict()["step_count"] == 1
+
+
+def test_a_saved_generator_state_without_a_generator_to_load_it_into_warns():
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = sgmcmc.SGLD([p], 0.1, num_data=10, generator=torch.Generator().manual_seed(0))
+    p.grad = torch.ones(3)
+    opt.step()
+    fresh = sgmcmc.SGLD([p], 0.1, num_data=10)
+    with pytest.warns(UserWarning, match="not restored"):
+        fresh.load_state_dict(opt.state_dict())
+
+
+@pytest.mark.parametrize("dtype, kind", [(torch.complex64, "is complex"), (torch.int64, "is non-floating")])
+def test_parameters_that_are_not_real_floating_point_are_refused(dtype, kind):
+    p = torch.zeros(3, dtype=dtype)
+    with pytest.raises(sgmcmc.HyperparameterError, match=f"parameter 0 of param group 0 {kind}"):
+        sgmcmc.SGLD([p], 0.1, num_data=10)

@@ -348,3 +348,69 @@ def test_bucket_cache_follows_a_parameter_changing_dtype():
     b.grad = torch.ones(2, dtype=torch.float64)
     opt.step()
     assert b.dtype == torch.float64 and torch.isfinite(b.detach()).all() and not torch.equal(b.detach(), torch.zeros(2, dtype=torch.float64))
+
+
+def test_bucket_cache_follows_a_parameter_changing_shape():
+    """``p.data = ...`` of another shape: the noise is drawn for every new element, not broadcast."""
+    q = torch.nn.Parameter(torch.zeros(1))
+    opt = sgmcmc.SGLD([q], 0.1, num_data=10, generator=torch.Generator().manual_seed(0))
+    q.grad = torch.zeros(1)
+    opt.step()
+    q.data = torch.zeros(5)
+    q.grad = torch.zeros(5)
+    opt.step()
+    assert q.shape == (5,) and len(set(q.detach().tolist())) == 5
+
+
+@pytest.mark.parametrize("name", NOISY)
+@pytest.mark.parametrize("overlap", [False, True], ids=["inline", "overlapped"])
+def test_a_refused_step_leaves_the_generator_as_it_was(name, overlap):
+    """A NaN gradient refused by the worker of an overlapped step must not use up random numbers the
+    in-line step never draws: after it the chain is the in-line chain, to the bit."""
+    def chain(overlap):
+        g = torch.Generator().manual_seed(3)
+        shapes = [(300, 300), (200, 400)]  # two noise segments, both drawn while the worker checks
+        params = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in shapes]
+        gen = torch.Generator().manual_seed(1)
+        opt = sgmcmc.get(name)(params, 1e-3, num_data=50, overlap_noise=overlap, generator=gen)
+        for t in range(4):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g) + p.detach()
+            if t == 2:
+                params[1].grad[7, 7] = float("nan")
+                state = gen.get_state()
+                with pytest.raises(NonFiniteGradientError):
+                    opt.step()
+                assert torch.equal(gen.get_state(), state)
+                for p in params:
+                    p.grad = torch.randn(p.shape, generator=g) + p.detach()
+            opt.step()
+        return [p.detach().clone() for p in params]
+
+    for a, b in zip(chain(False), chain(overlap)):
+        assert torch.equal(a, b)
+
+
+def test_psgld_refuses_a_gradient_whose_square_overflows_and_is_not_frozen_by_it():
+    """|g| = 1e30 in float32: g^2 = inf would leave V = inf, G = 0 (no drift, no noise) for good."""
+    p = torch.nn.Parameter(torch.zeros(12))
+    opt = sgmcmc.get("psgld")([p], 1e-3, num_data=10, generator=torch.Generator().manual_seed(0))
+    p.grad = torch.ones(12)
+    opt.step()
+    before, v_before = p.detach().clone(), opt.state[p]["square_avg"].clone()
+    p.grad = torch.ones(12)
+    p.grad[3] = 1e30
+    with pytest.raises(NonFiniteGradientError, match="overflowed torch.float32 .* parameter 0"):
+        opt.step()
+    assert torch.equal(p.detach(), before) and torch.equal(opt.state[p]["square_avg"], v_before)
+    p.grad = torch.full((12,), 1e19)  # squares fit float32, their sum (the witness) does not
+    opt.step()
+    assert torch.isfinite(opt.state[p]["square_avg"]).all() and not torch.equal(p.detach(), before)
+
+
+def test_meta_parameters_step_with_the_finiteness_check_on():
+    p = torch.nn.Parameter(torch.empty(4, device="meta"))
+    opt = sgmcmc.SGLD([p], 0.1, num_data=10)
+    p.grad = torch.empty(4, device="meta")
+    opt.step()
+    assert p.device.type == "meta"
