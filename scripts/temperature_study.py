@@ -1,0 +1,151 @@
+"""The cold-posterior curve on MNIST: what the temperature T buys and costs, per sampler.
+
+Wenzel et al. (2020) reported that SG-MCMC predictions in deep nets improve when the posterior is
+tempered, exp(-U / T) with T < 1; the suite's headline rows show both ends of that trade-off (T = 1
+loses accuracy to SGD, while only T = 1 says "I do not know" to letters). This study fills in the
+curve between: every sampler at its tuned step size (``benchmarks/configs/mnist.toml``), the same
+protocol as the leaderboard (default profile, MNIST test set), at each temperature, with SGD as the
+reference line.
+
+    python scripts/temperature_study.py [--samplers sgld,psgld,sghmc,underdamped]
+        [--temperatures 1,0.3,0.1,0.03,0.01] [--seeds 1] [--jobs 2]
+        [--results-dir results/studies/temperature] [--figure results/mnist-mlp_temperature.png]
+
+Every point is an ordinary run with its record under ``--results-dir`` (variant ``T=<T>``), so a
+rerun skips what is done and only redraws. Prints a markdown table (test error %, NLL, ECE,
+notMNIST AUROC by entropy, letters called a digit with p > 0.9; mean over seeds) and writes the
+figure: one panel per metric against T on a log axis, SGD as a horizontal line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks import runner
+
+TASK = "mnist-mlp"
+#: (metric key, axis label, table format)
+METRICS = [
+    ("error", "test error %", ".2f"),
+    ("nll", "NLL", ".4f"),
+    ("ece", "ECE", ".4f"),
+    ("auroc_entropy", "notMNIST AUROC (entropy)", ".3f"),
+    ("notmnist_confident", "letters called a digit, p > 0.9", ".3f"),
+]
+
+
+def _floats(text: str, name: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}={text!r}: expected comma-separated numbers") from None
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{name}={text!r}: every temperature must be > 0 (T = 0 is sgd)")
+    return values
+
+
+def build_specs(samplers: list[str], temperatures: list[float], seeds: int, profile: str = "default",
+                configs: dict | None = None) -> list[runner.RunSpec]:
+    """SGD (the reference) and every (sampler, T, seed) at the sampler's tuned hyperparameters."""
+    cfg = (runner.load_configs() if configs is None else configs).get(TASK, {})
+    specs = [runner.RunSpec.make(TASK, "sgd", runner.hyper_for(cfg, "sgd"), s, profile, "tuned") for s in range(seeds)]
+    for name in samplers:
+        base = runner.hyper_for(cfg, name)
+        for t in temperatures:
+            specs += [runner.RunSpec.make(TASK, name, {**base, "temperature": t}, s, profile, f"T={t:g}")
+                      for s in range(seeds)]
+    return specs
+
+
+def summarize(records: list[dict], keys: set[str]) -> pd.DataFrame:
+    """One row per (sampler, T): the mean of each metric over the ok seeds, and how many there were."""
+    rows = []
+    for rec in records:
+        if rec.get("key") not in keys or rec.get("status") != "ok":
+            continue
+        cfg = rec["config"]
+        temp = float("nan") if cfg["sampler"] == "sgd" else float(cfg["hyper"].get("temperature", 1.0))
+        rows.append({"sampler": cfg["sampler"], "T": temp, **{k: rec["metrics"][k] for k, _, _ in METRICS}})
+    if not rows:
+        return pd.DataFrame(columns=["sampler", "T", "seeds", *[k for k, _, _ in METRICS]])
+    frame = pd.DataFrame(rows)
+    grouped = frame.groupby(["sampler", "T"], dropna=False)
+    out = grouped.mean().reset_index()
+    out.insert(2, "seeds", grouped.size().values)
+    return out.sort_values(["sampler", "T"], ascending=[True, False]).reset_index(drop=True)
+
+
+def table(summary: pd.DataFrame, samplers: list[str]) -> str:
+    head = "| sampler | T | seeds | " + " | ".join(label for _, label, _ in METRICS) + " |"
+    lines = [head, "|" + "---|" * (3 + len(METRICS))]
+    order = ["sgd", *samplers]
+    for name in order:
+        for r in summary[summary.sampler == name].itertuples():
+            temp = "-" if name == "sgd" else f"{r.T:g}"
+            cells = [format(getattr(r, k), fmt) for k, _, fmt in METRICS]
+            lines.append(f"| {name} | {temp} | {r.seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(summary: pd.DataFrame, samplers: list[str], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6))
+    sgd = summary[summary.sampler == "sgd"]
+    for ax, (key, label, _) in zip(axes, METRICS):
+        for name in samplers:
+            sub = summary[summary.sampler == name]
+            if len(sub):
+                ax.plot(sub["T"], sub[key], marker="o", label=name)
+        if len(sgd):
+            ax.axhline(float(sgd[key].iloc[0]), color="k", ls="--", lw=1, label="sgd")
+        ax.set_xscale("log")
+        ax.invert_xaxis()  # hot (T = 1) on the left, cold on the right
+        ax.set_xlabel("temperature T")
+        ax.set_title(label, fontsize=10)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{TASK}: tempering the posterior (each sampler at its tuned step size)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samplers", default="sgld,psgld,sghmc,underdamped")
+    ap.add_argument("--temperatures", default="1,0.3,0.1,0.03,0.01", type=lambda s: _floats(s, "--temperatures"))
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--profile", default="default", choices=["quick", "default", "full"])
+    ap.add_argument("--results-dir", default="results/studies/temperature")
+    ap.add_argument("--figure", default="results/mnist-mlp_temperature.png")
+    ap.add_argument("--data-dir", default=None)
+    args = ap.parse_args(argv)
+    if args.seeds < 1 or args.jobs < 1:
+        ap.error(f"--seeds={args.seeds} --jobs={args.jobs}: both must be >= 1")
+    samplers = [s for s in args.samplers.split(",") if s]
+    unknown = [s for s in samplers if s == "sgd" or s not in runner.DEFAULT_SAMPLERS]
+    if unknown:
+        ap.error(f"--samplers: {', '.join(unknown)} not studied; valid: "
+                 f"{', '.join(s for s in runner.DEFAULT_SAMPLERS if s != 'sgd')} (sgd is always the reference)")
+    specs = build_specs(samplers, args.temperatures, args.seeds, args.profile)
+    opts = runner.RunOptions(results_dir=args.results_dir, show_progress=True, data_dir=args.data_dir)
+    summary_line = runner.execute(specs, opts, jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
+    print(summary_line.line(), file=sys.stderr)
+    summary = summarize(runner.load_records(args.results_dir), {s.key for s in specs})
+    print(table(summary, samplers))
+    print(f"figure: {plot(summary, samplers, Path(args.figure))}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""scripts/temperature_study.py: the grid it asks for, and the table and figure it builds from records."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("temperature_study", ROOT / "scripts" / "temperature_study.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+CONFIGS = {"mnist-mlp": {"prior": "isotropic", "prior_sd": 1.0, "sgd": {"lr": 0.3}, "sgld": {"lr": 0.3},
+                         "psgld": {"lr": 0.001, "alpha": 0.99}}}
+
+
+def test_the_grid_is_sgd_plus_every_sampler_at_every_temperature_at_its_tuned_step():
+    mod = _load()
+    specs = mod.build_specs(["sgld", "psgld"], [1.0, 0.1], seeds=2, configs=CONFIGS)
+    assert len(specs) == 2 + 2 * 2 * 2
+    sgd = [s for s in specs if s.sampler == "sgd"]
+    assert [s.seed for s in sgd] == [0, 1] and "temperature" not in sgd[0].hyper_dict
+    psgld_cold = [s for s in specs if s.sampler == "psgld" and s.hyper_dict["temperature"] == 0.1]
+    assert [s.variant for s in psgld_cold] == ["T=0.1", "T=0.1"]
+    assert psgld_cold[0].hyper_dict == {"prior": "isotropic", "prior_sd": 1.0, "lr": 0.001, "alpha": 0.99,
+                                        "temperature": 0.1}
+    assert len({s.key for s in specs}) == len(specs)
+
+
+def _record(spec, **metrics):
+    base = dict(error=2.0, nll=0.08, ece=0.01, auroc_entropy=0.95, notmnist_confident=0.1)
+    return {"key": spec.key, "status": "ok", "config": spec.config(), "metrics": {**base, **metrics}}
+
+
+def test_summary_table_and_figure_average_the_seeds_and_skip_other_records(tmp_path):
+    mod = _load()
+    specs = mod.build_specs(["sgld"], [1.0, 0.01], seeds=2, configs=CONFIGS)
+    records = []
+    for s in specs:
+        t = s.hyper_dict.get("temperature")
+        err = 1.7 if s.sampler == "sgd" else (2.2 if t == 1.0 else 1.8) + 0.1 * s.seed
+        records.append(_record(s, error=err))
+    records[-1] = {**records[-1], "status": "diverged"}  # sgld T=0.01 seed 1: not averaged
+    other = mod.build_specs(["sgld"], [0.5], seeds=1, configs=CONFIGS)[-1]
+    records.append(_record(other, error=9.9))  # not asked for: ignored
+    summary = mod.summarize(records, {s.key for s in specs})
+    rows = {(r.sampler, r.T if r.sampler != "sgd" else None): r for r in summary.itertuples()}
+    assert rows[("sgld", 1.0)].error == pytest.approx(2.25) and rows[("sgld", 1.0)].seeds == 2
+    assert rows[("sgld", 0.01)].error == pytest.approx(1.8) and rows[("sgld", 0.01)].seeds == 1
+    assert rows[("sgd", None)].error == pytest.approx(1.7)
+    assert 0.5 not in set(summary["T"])
+    lines = mod.table(summary, ["sgld"]).splitlines()
+    assert lines[2].startswith("| sgd | - | 2 | 1.70 |")
+    assert lines[3].startswith("| sgld | 1 | 2 | 2.25 |") and lines[4].startswith("| sgld | 0.01 | 1 | 1.80 |")
+    path = mod.plot(summary, ["sgld"], tmp_path / "t.png")
+    assert path.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--temperatures", "1,0"], "every temperature must be > 0"),
+    (["--temperatures", "1,x"], "expected comma-separated numbers"),
+    (["--samplers", "sgld,nope"], "nope not studied; valid: sgld, psgld, sghmc, underdamped"),
+    (["--seeds", "0"], "--seeds=0"),
+])
+def test_bad_arguments_exit_2_naming_the_value(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _load().main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
