@@ -23,14 +23,17 @@ def _positive_int(name: str):
     return parse
 
 
-def _hyper_pair(text: str) -> tuple[str, float]:
+def _hyper_pair(text: str) -> tuple[str, float | str]:
+    """KEY=VALUE: a number when VALUE reads as one (lr=0.05), else the string (prior=fanin); whether
+    the key exists and the value is valid is checked against the selected samplers and tasks."""
     key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--hyper takes KEY=VALUE (e.g. lr=0.05), got {text!r}")
+    key, value = key.strip(), value.strip()
+    if not sep or not key or not value:
+        raise argparse.ArgumentTypeError(f"--hyper takes KEY=VALUE (e.g. lr=0.05 or prior=fanin), got {text!r}")
     try:
-        return key.strip(), float(value)
+        return key, float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--hyper {key}: {value!r} is not a number") from None
+        return key, value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--hyper", type=_hyper_pair, action="append", default=[], metavar="KEY=VALUE",
                        help="override a hyperparameter for every selected sampler (rows labelled 'custom')")
     _data_options(p_run)
-    p_run.set_defaults(func=cmd_run)
+    p_run.set_defaults(func=cmd_run, _parser=p_run)  # errors print the ``run`` usage
 
     p_rep = sub.add_parser("report", help="rebuild tables and figures from the records, without rerunning")
     p_rep.add_argument("--results-dir", default="results")
@@ -117,8 +120,11 @@ def cmd_run(args) -> int:
 
     parser = args._parser
     samplers = None
-    if args.samplers:
-        samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    if args.samplers is not None:
+        samplers = list(dict.fromkeys(s.strip() for s in args.samplers.split(",") if s.strip()))
+        if not samplers:
+            parser.error(f"--samplers {args.samplers!r} names no sampler; valid: {', '.join(sgmcmc.available())} "
+                         f"(or 'module:Class' for your own)")
         for name in samplers:
             try:
                 sgmcmc.get(name)
@@ -138,6 +144,10 @@ def cmd_run(args) -> int:
         except DaskError as exc:
             parser.error(str(exc))
     overrides = dict(args.hyper)
+    folder = runner.records_dir(args.results_dir).resolve()
+    existing = next(q for q in (folder, *folder.parents) if q.exists())  # created only when a run ends
+    if not existing.is_dir():
+        parser.error(f"--results-dir {args.results_dir}: cannot hold the records folder ({existing} is not a directory)")
     try:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
         specs = runner.build_grid(args.suite, args.profile, samplers, args.seeds, sweep=not args.no_sweep,
@@ -189,7 +199,8 @@ def cmd_report(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args._parser = parser
+    if getattr(args, "_parser", None) is None:
+        args._parser = parser
     return args.func(args)
 
 

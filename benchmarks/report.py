@@ -119,8 +119,11 @@ def task_table(frame: pd.DataFrame, task: str) -> tuple[pd.DataFrame, pd.DataFra
 
 
 def summary_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sampler x task headline metric (tuned rows, mean over seeds) with the rank on each task."""
-    df = frame[(frame.variant == "tuned") & (frame.status == "ok")]
+    """Sampler x task headline metric (tuned rows, mean over seeds) with the rank on each task.
+    Rows run with ``--hyper`` overrides (variant ``custom``) are ranked beside them as
+    ``sampler [custom]``; labelled variants (cold posteriors) and sweeps are not."""
+    df = frame[frame.variant.isin(["tuned", "custom"]) & (frame.status == "ok")].copy()
+    df["sampler"] = [s if v == "tuned" else f"{s} [{v}]" for s, v in zip(df.sampler, df.variant)]
     known = all_tasks()
     tasks = [t for t in known if t in set(df.task)] + sorted(set(df.task) - set(known))
     cells, numeric = {}, []
@@ -159,9 +162,10 @@ def build(results_dir: str | os.PathLike = "results", profile: str | None = None
     frame = records_frame(records)
     if profile is None:
         profile = "default" if (frame.profile == "default").any() else frame.profile.value_counts().index[0]
+    present = sorted(set(frame.profile))
     frame = frame[frame.profile == profile]
     if frame.empty:
-        log(f"no records of profile {profile!r} under {results_dir}")
+        log(f"no records of profile {profile!r} under {results_dir}; profiles present: {', '.join(present)}")
         return None
     tasks = all_tasks()
     order = [t for t in tasks if t in set(frame.task)] + sorted(set(frame.task) - set(tasks))

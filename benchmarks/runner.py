@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import platform
 import random
@@ -122,10 +123,68 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+#: how a metric that is +-inf is written (strict JSON has no such numbers): an infinite KL (a
+#: collapsed sampler) is a measurement, the worst possible, not a missing value. NaN (undefined,
+#: e.g. the R-hat of chains that do not move) is written as null.
+_NONFINITE = {"inf": math.inf, "-inf": -math.inf}
+
+
+def _encode_metric(value: Any) -> Any:
+    if isinstance(value, (float, np.floating)) and np.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
 def write_record(results_dir: str | os.PathLike, record: dict) -> Path:
     path = records_dir(results_dir) / f"{record['key']}.json"
+    record = {**record, "metrics": {k: _encode_metric(v) for k, v in record.get("metrics", {}).items()}}
     atomic_write_text(path, json.dumps(_json_safe(record), indent=1, sort_keys=True, allow_nan=False) + "\n")
     return path
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_record(record: Any) -> str | None:
+    """What is wrong with a parsed record (None if nothing): its shape, its types, and its key,
+    which must be the hash of its configuration (a record edited by hand no longer is)."""
+    if not isinstance(record, dict):
+        return f"a record must be a JSON object, got {type(record).__name__}"
+    missing = [k for k in ("key", "config", "status", "metrics") if k not in record]
+    if missing:
+        return f"record lacks {', '.join(missing)}"
+    if record["status"] not in RECORD_STATUSES:
+        return f"status {record['status']!r} is not one of {', '.join(RECORD_STATUSES)}"
+    config = record["config"]
+    if not isinstance(config, dict) or any(k not in config for k in ("task", "sampler", "hyper", "seed", "profile")):
+        return "config must hold task, sampler, hyper, seed and profile"
+    for k in ("task", "sampler", "profile", "variant"):
+        if k in config and not (isinstance(config[k], str) and config[k]):
+            return f"config.{k} must be a non-empty string, got {config[k]!r}"
+    if not isinstance(config["seed"], int) or isinstance(config["seed"], bool):
+        return f"config.seed must be an integer, got {config['seed']!r}"
+    hyper = config["hyper"]
+    if not isinstance(hyper, dict) or not all(isinstance(v, (str, int, float)) for v in hyper.values()):
+        return f"config.hyper must be an object of numbers and strings, got {hyper!r}"
+    if "temperature" in hyper and not _is_number(hyper["temperature"]):
+        return f"config.hyper.temperature must be a number, got {hyper['temperature']!r}"
+    if not isinstance(record["metrics"], dict):
+        return "metrics must be an object"
+    bad = {k: v for k, v in record["metrics"].items() if not (v is None or _is_number(v) or v in _NONFINITE)}
+    if bad:
+        return f"metrics must be numbers (or null, 'inf', '-inf'); got {bad}"
+    for k in ("wall_time_s", "grad_evals", "sampling_time_s"):
+        if record.get(k) is not None and not _is_number(record[k]):
+            return f"{k} must be a number, got {record[k]!r}"
+    try:
+        spec = RunSpec.make(config["task"], config["sampler"], hyper, config["seed"], config["profile"],
+                            config.get("variant", "tuned"))
+    except (TypeError, ValueError) as exc:
+        return f"config cannot be read as a run ({exc})"
+    if spec.key != record["key"]:
+        return f"key {record['key']!r} is not the hash of its configuration ({spec.key}): edited by hand?"
+    return None
 
 
 def read_record(path: str | os.PathLike) -> dict:
@@ -135,18 +194,10 @@ def read_record(path: str | os.PathLike) -> dict:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RecordError(f"{path}: not a readable JSON record ({exc})") from None
-    if not isinstance(record, dict):
-        raise RecordError(f"{path}: a record must be a JSON object, got {type(record).__name__}")
-    missing = [k for k in ("key", "config", "status", "metrics") if k not in record]
-    if missing:
-        raise RecordError(f"{path}: record lacks {', '.join(missing)}")
-    if record["status"] not in RECORD_STATUSES:
-        raise RecordError(f"{path}: status {record['status']!r} is not one of {', '.join(RECORD_STATUSES)}")
-    config = record["config"]
-    if not isinstance(config, dict) or any(k not in config for k in ("task", "sampler", "hyper", "seed", "profile")):
-        raise RecordError(f"{path}: config must hold task, sampler, hyper, seed and profile")
-    if not isinstance(record["metrics"], dict):
-        raise RecordError(f"{path}: metrics must be an object")
+    problem = _check_record(record)
+    if problem is not None:
+        raise RecordError(f"{path}: {problem}")
+    record["metrics"] = {k: _NONFINITE.get(v, v) if isinstance(v, str) else v for k, v in record["metrics"].items()}
     return record
 
 
@@ -221,10 +272,13 @@ def resolve_device(name: str) -> torch.device:
     """'cpu', 'cuda' (an error without a GPU) or 'auto' (cuda when available, else cpu)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not (name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ValueError(f"unknown device {name!r}; valid: cpu, cuda, cuda:N, auto")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: no CUDA GPU is available here; use --device cpu or --device auto")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r}; valid: cpu, cuda, cuda:N, auto")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                         f"valid: cuda:0 ... cuda:{torch.cuda.device_count() - 1}, cuda, auto, cpu")
     return torch.device(name)
 
 
@@ -292,8 +346,19 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
     # a worker ignores Ctrl-C: the parent decides, cancels what is pending, and lets running runs end
     import signal
+    import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # and dies with its parent (kill -9 of the suite): the run in progress leaves no record (records
+    # are written atomically), rather than the worker running on, orphaned, and then idling for ever
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sgmcmc-parent-watch", daemon=True).start()
 
 
 # --------------------------------------------------------------------------- the grid
@@ -345,6 +410,7 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
     """Run every spec without a record (all with ``force``); returns counts by status."""
     from tqdm.auto import tqdm
 
+    specs = list({spec.key: spec for spec in specs}.values())  # the same configuration named twice runs once
     summary = GridSummary(total=len(specs))
     todo, done = pending(specs, opts.results_dir, force, warn=log)
     summary.skipped = len(done)
@@ -360,7 +426,11 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
         cfg = record["config"]
         if record["status"] != "ok":
             why = record.get("divergence", {}).get("reason") or record.get("error", "")
-            bar.write(f"  {record['status']}: {cfg['task']} / {cfg['sampler']} seed {cfg['seed']}: {why.splitlines()[0] if why else ''}")
+            spec = RunSpec.make(cfg["task"], cfg["sampler"], cfg["hyper"], cfg["seed"], cfg["profile"],
+                                cfg.get("variant", "tuned"))
+            where = f" at step {record['divergence']['step']}" if "divergence" in record else ""
+            bar.write(f"  {record['status']}{where}: {spec.label()} [{spec.variant}]: "
+                      f"{why.splitlines()[0] if why else ''}")
 
     try:
         if executor == "dask":
@@ -376,21 +446,34 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
             with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                                      initargs=(opts.threads,)) as pool:
                 futures = {pool.submit(run_one, spec, opts): spec for spec in todo}
+                remaining = set(futures)
+
+                def collect(fut) -> None:
+                    remaining.discard(fut)
+                    try:
+                        finished(fut.result())
+                    except Exception as exc:  # the worker process died: no record was written
+                        spec = futures[fut]
+                        summary.counts["failed"] += 1
+                        summary.failures.append((spec.config(), f"worker died: {exc}"))
+                        bar.write(f"  failed: {spec.label()}: worker died ({exc}); rerun to retry")
+
                 try:
-                    remaining = set(futures)
                     while remaining:
-                        ready, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                        ready, _ = wait(remaining, return_when=FIRST_COMPLETED)
                         for fut in ready:
-                            try:
-                                finished(fut.result())
-                            except Exception as exc:  # the worker process died: no record was written
-                                spec = futures[fut]
-                                summary.counts["failed"] += 1
-                                summary.failures.append((spec.config(), f"worker died: {exc}"))
-                                bar.write(f"  failed: {spec.label()}: worker died ({exc}); rerun to retry")
+                            collect(fut)
                 except KeyboardInterrupt:
                     for fut in futures:
                         fut.cancel()
+                    # runs already handed to a worker cannot be cancelled: they finish and write
+                    # their records, so wait for them and count them (Ctrl-C again stops waiting)
+                    running = [f for f in remaining if not f.cancelled()]
+                    if running:
+                        bar.write(f"interrupted: waiting for the {len(running)} run(s) already started to write "
+                                  f"their records")
+                        for fut in running:
+                            collect(fut)
                     raise
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -441,6 +524,41 @@ def hyper_for(task_cfg: dict, sampler: str) -> dict:
     raise ValueError(f"no hyperparameters configured for {sampler!r} and no sgld entry to start from")
 
 
+def check_overrides(overrides: dict[str, Any], samplers: Iterable[str], tasks: Iterable[Any]) -> None:
+    """``--hyper KEY=VALUE`` before any run: every key must be a task-wide key of every selected task
+    or a hyperparameter of every selected sampler there, in its valid range; else a ValueError
+    naming the key, the value and the valid ones (the CLI exits 2 and nothing runs)."""
+    import sgmcmc
+
+    if not overrides:
+        return
+    if "num_data" in overrides:
+        raise ValueError("--hyper num_data: N is set by each task (the size of its data set), not by --hyper")
+    tasks = list(tasks)
+    for name in samplers:
+        cls = sgmcmc.get(name)
+        own = cls.all_hypers()
+        for task in tasks:
+            valid = sorted((set(own) - {"num_data"}) | set(task.task_keys))
+            unknown = [k for k in overrides if k not in valid]
+            if unknown:
+                raise ValueError(f"--hyper {', '.join(unknown)}: not a hyperparameter of {name} on {task.name}; "
+                                 f"valid: {', '.join(valid)}")
+        for key, value in overrides.items():
+            if key in own:
+                try:
+                    own[key].check(cls.__name__, key, value)
+                except sgmcmc.HyperparameterError as exc:
+                    raise ValueError(f"--hyper {key}: {exc}") from None
+    for task in tasks:
+        task_opts = {k: v for k, v in overrides.items() if k in task.task_keys}
+        if task_opts:
+            try:
+                task.check_task_keys(task_opts)
+            except ValueError as exc:
+                raise ValueError(f"--hyper on {task.name}: {exc}") from None
+
+
 def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, seeds: int | None = None,
                sweep: bool = True, overrides: dict | None = None,
                configs: dict[str, dict] | None = None, tasks: Iterable[str] | None = None) -> list[RunSpec]:
@@ -456,13 +574,24 @@ def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, 
     specs: list[RunSpec] = []
     selected = tasks_for(suite, profile)
     if tasks is not None:
+        from .tasks import all_tasks
+
         wanted = list(tasks)
+        if not wanted:
+            raise ValueError(f"--tasks names no task; valid for suite {suite!r} in profile {profile!r}: "
+                             f"{', '.join(t.name for t in selected)}")
         names_in_suite = [t.name for t in selected]
         unknown = [t for t in wanted if t not in names_in_suite]
         if unknown:
+            from .tasks import suites
+
+            known, in_suite = all_tasks(), suites().get(suite, [])
+            elsewhere = [f"{t} runs only in profile(s) {', '.join(known[t].profiles)}" for t in unknown
+                         if t in known and t in in_suite]
             raise ValueError(f"unknown task(s) {', '.join(unknown)} for suite {suite!r} in profile {profile!r}; "
-                             f"valid: {', '.join(names_in_suite)}")
+                             f"valid: {', '.join(names_in_suite)}" + (f" ({'; '.join(elsewhere)})" if elsewhere else ""))
         selected = [t for t in selected if t.name in wanted]
+    check_overrides(overrides, names, selected)
     for task in selected:
         cfg = configs.get(task.name, {})
         for name in names:

@@ -65,6 +65,9 @@ def _load_path(spec: str) -> type:
             raise UnknownSamplerError(f"module {module_name!r} has no attribute {attr!r} (sampler {spec!r})") from None
     if not (isinstance(obj, type) and issubclass(obj, Sampler)):
         raise UnknownSamplerError(f"{spec!r} is {obj!r}, not a subclass of sgmcmc.Sampler")
+    if obj._update is Sampler._update:
+        raise UnknownSamplerError(f"{spec!r} does not implement _update(group, params, grads): it is not a sampler "
+                                  f"yet (see 'Adding a sampler' in the README)")
     if "name" not in vars(obj):  # not registered itself (a subclass must not report its parent's name)
         obj.name = spec
     return obj

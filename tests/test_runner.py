@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from benchmarks import report, runner
@@ -59,11 +60,14 @@ def test_tiny_grid_end_to_end(tmp_path, tiny_profile, capsys):
 
 def test_record_round_trip(tmp_path):
     spec = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 3, "quick")
-    rec = {"key": spec.key, "config": spec.config(), "status": "ok", "metrics": {"kl": 0.5, "bad": float("nan")}}
+    rec = {"key": spec.key, "config": spec.config(), "status": "ok",
+           "metrics": {"kl": 0.5, "bad": float("nan"), "w2": float("inf"), "neg": float("-inf")}}
     path = runner.write_record(tmp_path, rec)
+    assert '"w2": "inf"' in path.read_text()  # strict JSON, and an infinite KL is not a missing one
     back = runner.read_record(path)
     assert back["config"] == spec.config()
-    assert back["metrics"] == {"kl": 0.5, "bad": None}  # strict JSON: NaN is written as null
+    # NaN (undefined) is written as null; +-inf round-trips
+    assert back["metrics"] == {"kl": 0.5, "bad": None, "w2": float("inf"), "neg": float("-inf")}
     assert not list((tmp_path / "records").glob("*.tmp"))
 
 
@@ -151,12 +155,117 @@ def test_failed_run_is_recorded_with_the_error(tmp_path, tiny_profile):
     (["run", "toy", "--tasks", "nope"], "valid: gauss-iso-100"),
     (["run", "toy", "--hyper", "lr"], "KEY=VALUE"),
     (["run", "toy", "--samplers", "os:path"], "not a subclass of sgmcmc.Sampler"),
+    (["run", "toy", "--samplers", "sgmcmc:Sampler"], "does not implement _update"),
+    (["run", "toy", "--samplers", ","], "names no sampler; valid: psgld"),
+    (["run", "toy", "--tasks", ","], "--tasks names no task"),
+    (["run", "mnist", "--profile", "quick", "--tasks", "mnist-cnn"], "mnist-cnn runs only in profile(s) full"),
+    (["run", "toy", "--hyper", "lr=-1"], "--hyper lr: SGD: lr=-1.0 is out of range; valid: (0.0, inf)"),
+    (["run", "toy", "--hyper", "lr=abc"], "lr='abc' is not a number"),
+    (["run", "toy", "--hyper", "bogus=1"], "--hyper bogus: not a hyperparameter of sgd on gauss-iso-100; valid: lr"),
+    (["run", "toy", "--samplers", "sgld,sghmc", "--hyper", "friction=0.2"], "friction: not a hyperparameter of sgld"),
+    (["run", "toy", "--samplers", "sghmc", "--hyper", "friction=2"], "friction=2.0 is out of range; valid: (0.0, 1.0]"),
+    (["run", "toy", "--hyper", "num_data=10"], "N is set by each task"),
+    (["run", "mnist", "--samplers", "sgld", "--hyper", "prior=laplace"], "prior='laplace'; valid: isotropic, fanin"),
+    (["run", "all", "--samplers", "sgld", "--hyper", "prior=fanin"], "prior: not a hyperparameter of sgld on gauss-iso-100"),
+    (["run", "toy", "--device", "gpu"], "unknown device 'gpu'; valid: cpu, cuda, cuda:N, auto"),
+    (["run", "toy", "--device", "cuda:x"], "unknown device 'cuda:x'"),
 ])
 def test_cli_errors_exit_2_with_valid_values(argv, needle, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
     assert needle in capsys.readouterr().err
+
+
+def test_cli_errors_print_the_run_usage(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "toy", "--samplers", "nosuch"])
+    assert "python -m benchmarks run: error:" in capsys.readouterr().err
+
+
+def test_a_results_dir_that_is_a_file_is_refused_before_any_run(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "toy", "--results-dir", str(afile)])
+    assert exc.value.code == 2 and "cannot hold the records folder" in capsys.readouterr().err
+
+
+def test_hyper_takes_strings_for_task_keys():
+    from benchmarks.__main__ import _hyper_pair
+
+    assert _hyper_pair("prior=fanin") == ("prior", "fanin")
+    assert _hyper_pair("lr=0.05") == ("lr", 0.05)
+    specs = runner.build_grid("mnist", "quick", ["sgld"], overrides={"prior": "fanin", "lr": 0.05})
+    assert specs[0].hyper_dict["prior"] == "fanin" and specs[0].variant == "custom"
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda r: r["config"].__setitem__("hyper", None), "config.hyper must be an object"),
+    (lambda r: r["config"].__setitem__("hyper", [1, 2]), "config.hyper must be an object"),
+    (lambda r: r["config"].__setitem__("profile", None), "config.profile must be a non-empty string"),
+    (lambda r: r["config"].__setitem__("sampler", ["a"]), "config.sampler must be a non-empty string"),
+    (lambda r: r["config"].__setitem__("seed", "zero"), "config.seed must be an integer"),
+    (lambda r: r["config"]["hyper"].__setitem__("temperature", "hot"), "temperature must be a number"),
+    (lambda r: r.__setitem__("wall_time_s", "slow"), "wall_time_s must be a number"),
+    (lambda r: r["metrics"].__setitem__("kl", "abc"), "metrics must be numbers"),
+    (lambda r: r["config"]["hyper"].__setitem__("lr", 0.5), "is not the hash of its configuration"),
+])
+def test_a_record_of_the_wrong_shape_is_reported_by_path_and_skipped(tmp_path, edit, problem, capsys):
+    import json
+
+    from benchmarks import report
+
+    spec = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "quick")
+    good = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.02}, 0, "quick")
+    for s in (spec, good):
+        runner.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok", "metrics": {"kl": 0.5},
+                                       "wall_time_s": 1.0, "grad_evals": 10})
+    path = runner.record_path(tmp_path, spec)
+    rec = json.loads(path.read_text())
+    edit(rec)
+    path.write_text(json.dumps(rec))
+    with pytest.raises(runner.RecordError, match=problem):
+        runner.read_record(path)
+    warnings = []
+    assert [r["key"] for r in runner.load_records(tmp_path, warn=warnings.append)] == [good.key]
+    assert str(path) in warnings[0] and problem.split()[0] in warnings[0]
+    assert report.build(tmp_path, plots=False, log=warnings.append) is not None  # the report goes on
+    todo, done = runner.pending([spec], tmp_path)
+    assert todo == [spec]  # and the run is redone
+
+
+def test_an_infinite_metric_shows_as_inf_and_ranks_last(tmp_path):
+    from benchmarks import report
+
+    for sampler, kl in (("sgd", float("inf")), ("sgld", 0.5), ("sghmc", 0.2)):
+        s = runner.RunSpec.make("gauss-corr-2d", sampler, {"lr": 0.01}, 0, "quick")
+        runner.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
+                                       "metrics": {"kl": kl}, "wall_time_s": 1.0, "grad_evals": 10})
+    report.build(tmp_path, plots=False, log=lambda m: None)
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    ranks = dict(zip(summary.sampler, summary["rank"]))
+    assert ranks == {"sghmc": 1, "sgld": 2, "sgd": 3}
+    assert "| inf" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_custom_rows_are_ranked_in_the_summary(tmp_path):
+    from benchmarks import report
+
+    for sampler, variant, kl in (("sgld", "tuned", 0.5), ("sgld", "custom", 0.1), ("sghmc", "tuned", 0.2)):
+        s = runner.RunSpec.make("gauss-corr-2d", sampler, {"lr": 0.01 if variant == "tuned" else 0.02}, 0, "quick",
+                                variant)
+        runner.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
+                                       "metrics": {"kl": kl}, "wall_time_s": 1.0, "grad_evals": 10})
+    report.build(tmp_path, plots=False, log=lambda m: None)
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert dict(zip(summary.sampler, summary["rank"])) == {"sgld [custom]": 1, "sghmc": 2, "sgld": 3}
+
+
+def test_the_same_configuration_named_twice_runs_once(tmp_path, tiny_profile):
+    specs = runner.build_grid("toy", "quick", ["sgld", "sgld"], seeds=1, sweep=False, tasks=["gauss-corr-2d"])
+    summary = runner.execute(specs, runner.RunOptions(results_dir=str(tmp_path)), log=lambda m: None)
+    assert summary.total == 1 and summary.counts["ok"] == 1
 
 
 def test_cuda_without_gpu_is_a_clear_error(capsys):
@@ -270,6 +379,66 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     for path in folder.glob("*"):
         assert path.suffix == ".json"
         runner.read_record(path)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_kill_9_of_a_jobs_2_run_takes_its_workers_with_it(tmp_path):
+    cmd = [sys.executable, "-m", "benchmarks", "run", "toy", "--profile", "quick", "--tasks", "gauss-corr-2d",
+           "--jobs", "2", "--no-report", "--results-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = tmp_path / "records"
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list(folder.glob("*.json"))) < 1:
+        time.sleep(0.05)
+    workers = [c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+    assert workers, "no worker processes found"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "workers outlived the killed suite"
+    for path in folder.iterdir():
+        assert path.suffix == ".json"
+        runner.read_record(path)
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_jobs_2_run_counts_every_record_it_leaves(tmp_path):
+    cmd = [sys.executable, "-m", "benchmarks", "run", "toy", "--profile", "quick", "--tasks", "gauss-corr-2d",
+           "--jobs", "2", "--no-report", "--results-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = tmp_path / "records"
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list(folder.glob("*.json"))) < 1:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130 and "resume" in err
+    line = next(l for l in out.splitlines() if "(interrupted)" in l)
+    counted = sum(int(w) for w, s in zip(line.split()[:-1], line.split()[1:]) if s.rstrip(",") in runner.RECORD_STATUSES)
+    assert counted == len(list(folder.glob("*.json"))), (line, err)
 
 
 def test_task_wide_config_keys_reach_every_sampler_and_extras_are_labelled():

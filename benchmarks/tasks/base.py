@@ -84,6 +84,8 @@ class Task(ABC):
     summary_keys: tuple[str, ...] = ()
     #: profiles in which this task is part of its suite
     profiles: tuple[str, ...] = PROFILES
+    #: task-wide keys a config row (or ``--hyper``) may set beside the sampler's own, with defaults
+    task_keys: dict[str, Any] = {}
 
     @abstractmethod
     def protocol(self, profile: str) -> dict[str, Any]:
@@ -92,6 +94,10 @@ class Task(ABC):
     @abstractmethod
     def run(self, sampler_cls: type, hyper: dict[str, Any], ctx: RunContext) -> RunResult:
         """Run ``sampler_cls(**hyper)`` under the protocol; raise :class:`Diverged` on NaN/Inf."""
+
+    def check_task_keys(self, opts: dict[str, Any]) -> None:
+        """Raise ValueError naming a bad value among the task-wide keys ``opts`` (a subset of
+        :attr:`task_keys`), so a bad ``--hyper`` stops the grid before it starts."""
 
     def check_ready(self, ctx: RunContext) -> None:
         """Fail fast, before any run starts, if the task cannot run (e.g. its data is missing)."""

@@ -105,6 +105,21 @@ def load_real_data(ctx: RunContext, evaluate_on: str = "test") -> ImageData:
     return _DATA_CACHE[key]
 
 
+def check_task_keys(opts: dict[str, Any]) -> None:
+    """Raise ValueError naming a bad value of a task-wide key and its valid ones."""
+    prior, sd = opts.get("prior", "isotropic"), opts.get("prior_sd", 1.0)
+    if prior not in ("isotropic", "fanin"):
+        raise ValueError(f"prior={prior!r}; valid: isotropic, fanin")
+    if isinstance(sd, bool) or not isinstance(sd, (int, float)) or not (0 < sd < math.inf):
+        raise ValueError(f"prior_sd={sd!r} is out of range; valid: (0, inf)")
+    where = opts.get("evaluate_on", "test")
+    if where not in ("test", "validation"):
+        raise ValueError(f"evaluate_on={where!r}; valid: test, validation")
+    decay_to = opts.get("lr_decay_to", 1.0)
+    if isinstance(decay_to, bool) or not isinstance(decay_to, (int, float)) or not 0.0 < decay_to <= 1.0:
+        raise ValueError(f"lr_decay_to={decay_to!r} is out of range; valid: (0, 1] (1: a constant step size)")
+
+
 def _prior_precisions(model: torch.nn.Module, prior: str, prior_sd: float) -> list[float]:
     """1 / sigma^2 for every parameter tensor under the named prior."""
     if prior not in ("isotropic", "fanin"):
@@ -123,6 +138,10 @@ class MNISTTask(Task):
 
     suite = "mnist"
     metrics = MNIST_METRICS
+    task_keys = TASK_KEYS
+
+    def check_task_keys(self, opts: dict[str, Any]) -> None:
+        check_task_keys(opts)
     summary_keys = ("error", "auroc_entropy")
 
     def __init__(self, name: str, model: str, profiles: tuple[str, ...], description: str,
@@ -143,6 +162,7 @@ class MNISTTask(Task):
         proto = self.protocol(ctx.profile)
         hyper = dict(hyper)
         task_opts = {k: hyper.pop(k, v) for k, v in TASK_KEYS.items()}
+        check_task_keys(task_opts)
         data = self.data(ctx, task_opts["evaluate_on"])
         ctx.datasets.update({name: prov["sha256"] for name, prov in data.provenance.items()})
         device = ctx.device
@@ -154,8 +174,6 @@ class MNISTTask(Task):
         precisions = _prior_precisions(model, task_opts["prior"], float(task_opts["prior_sd"]))
         sampler = build_sampler(sampler_cls, params, hyper, num_data)
         decay_to = task_opts["lr_decay_to"]
-        if isinstance(decay_to, bool) or not isinstance(decay_to, (int, float)) or not 0.0 < decay_to <= 1.0:
-            raise ValueError(f"lr_decay_to={decay_to!r} is out of range; valid: (0, 1] (1: a constant step size)")
 
         # one weight of the second layer, traced every step for the weight-distribution figure
         traced = params[2] if len(params) > 2 else params[0]
