@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .tasks.base import PROFILES
 
@@ -143,6 +144,9 @@ def cmd_run(args) -> int:
             require_dask()
         except DaskError as exc:
             parser.error(str(exc))
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        parser.error(f"--data-dir {args.data_dir}: no such directory (see `python -m benchmarks data` for where "
+                     f"each dataset is looked for)")
     overrides = dict(args.hyper)
     folder = runner.records_dir(args.results_dir).resolve()
     existing = next(q for q in (folder, *folder.parents) if q.exists())  # created only when a run ends

@@ -14,7 +14,8 @@ reference line.
 Every point is an ordinary run with its record under ``--results-dir`` (variant ``T=<T>``), so a
 rerun skips what is done and only redraws. Prints a markdown table (test error %, NLL, ECE,
 notMNIST AUROC by entropy, letters called a digit with p > 0.9; mean over seeds) and writes the
-figure: one panel per metric against T on a log axis, SGD as a horizontal line.
+figure: one panel per metric against T on a log axis, SGD as a dashed line, T = 0 (a sampler
+without its noise: psgld's is RMSprop) as a dotted one.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def _floats(text: str, name: str) -> list[float]:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{name}={text!r}: expected comma-separated numbers") from None
-    if not values or any(not v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"{name}={text!r}: every temperature must be > 0 (T = 0 is sgd)")
+    if not values or any(not 0 <= v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"{name}={text!r}: every temperature must be finite and >= 0")
     return values
 
 
@@ -102,8 +103,11 @@ def plot(summary: pd.DataFrame, samplers: list[str], path: Path) -> Path:
     for ax, (key, label, _) in zip(axes, METRICS):
         for name in samplers:
             sub = summary[summary.sampler == name]
-            if len(sub):
-                ax.plot(sub["T"], sub[key], marker="o", label=name)
+            hot = sub[sub["T"] > 0]
+            if len(hot):
+                (line,) = ax.plot(hot["T"], hot[key], marker="o", label=name)
+                for value in sub[sub["T"] == 0][key]:  # T = 0 (no noise: the optimiser) has no place on a log axis
+                    ax.axhline(value, color=line.get_color(), ls=":", lw=1.2, label=f"{name}, T = 0")
         if len(sgd):
             ax.axhline(float(sgd[key].iloc[0]), color="k", ls="--", lw=1, label="sgd")
         ax.set_xscale("log")

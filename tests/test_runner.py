@@ -169,6 +169,7 @@ def test_failed_run_is_recorded_with_the_error(tmp_path, tiny_profile):
     (["run", "all", "--samplers", "sgld", "--hyper", "prior=fanin"], "prior: not a hyperparameter of sgld on gauss-iso-100"),
     (["run", "toy", "--device", "gpu"], "unknown device 'gpu'; valid: cpu, cuda, cuda:N, auto"),
     (["run", "toy", "--device", "cuda:x"], "unknown device 'cuda:x'"),
+    (["run", "toy", "--data-dir", "/nonexistent/data"], "--data-dir /nonexistent/data: no such directory"),
 ])
 def test_cli_errors_exit_2_with_valid_values(argv, needle, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -64,7 +64,7 @@ def test_summary_table_and_figure_average_the_seeds_and_skip_other_records(tmp_p
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--temperatures", "1,0"], "every temperature must be > 0"),
+    (["--temperatures", "1,-0.5"], "every temperature must be finite and >= 0"),
     (["--temperatures", "1,x"], "expected comma-separated numbers"),
     (["--samplers", "sgld,nope"], "nope not studied; valid: sgld, psgld, sghmc, underdamped"),
     (["--seeds", "0"], "--seeds=0"),
