@@ -8,7 +8,7 @@ protocol as the leaderboard (default profile, MNIST test set), at each temperatu
 reference line.
 
     python scripts/temperature_study.py [--samplers sgld,psgld,sghmc,underdamped]
-        [--temperatures 1,0.3,0.1,0.03,0.01] [--seeds 1] [--jobs 2]
+        [--temperatures 1,0.3,0.1,0.03,0.01,0] [--seeds 1] [--jobs 2]
         [--results-dir results/studies/temperature] [--figure results/mnist-mlp_temperature.png]
 
 Every point is an ordinary run with its record under ``--results-dir`` (variant ``T=<T>``), so a
@@ -114,9 +114,10 @@ def plot(summary: pd.DataFrame, samplers: list[str], path: Path) -> Path:
         ax.invert_xaxis()  # hot (T = 1) on the left, cold on the right
         ax.set_xlabel("temperature T")
         ax.set_title(label, fontsize=10)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.suptitle(f"{TASK}: tempering the posterior (each sampler at its tuned step size)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -126,7 +127,7 @@ def plot(summary: pd.DataFrame, samplers: list[str], path: Path) -> Path:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samplers", default="sgld,psgld,sghmc,underdamped")
-    ap.add_argument("--temperatures", default="1,0.3,0.1,0.03,0.01", type=lambda s: _floats(s, "--temperatures"))
+    ap.add_argument("--temperatures", default="1,0.3,0.1,0.03,0.01,0", type=lambda s: _floats(s, "--temperatures"))
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--profile", default="default", choices=["quick", "default", "full"])
