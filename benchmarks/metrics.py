@@ -397,7 +397,9 @@ def _split_rhat_sorted(split: np.ndarray, order: np.ndarray, ordered: np.ndarray
     order_folded = np.take_along_axis(order, merge, axis=1)
     folded_sorted = np.take_along_axis(folded, merge, axis=1)
     tail = _rhat_z(_z_from_sorted(order_folded, folded_sorted).reshape(split.shape))
-    return np.maximum(bulk, tail)  # nan if either is nan
+    # as arviz's max(): a nan tail term (every folded draw equal: chains stuck at points spaced
+    # evenly around the median) must not hide an infinite bulk term; nan only if both are
+    return np.fmax(bulk, tail)
 
 
 def mixing_diagnostics(draws) -> tuple[np.ndarray, np.ndarray]:
@@ -427,7 +429,8 @@ def split_rhat(draws) -> np.ndarray:
     and R(y) = sqrt(((n - 1) / n W + B / n) / W), W = mean of the within-chain variances, B / n =
     variance of the chain means (both ddof 1). The second (folded) term catches chains that agree
     in location but not in scale. ~1 when mixed; > 1.01 (strict) or > 1.1 (lax) flags trouble.
-    nan for fewer than 2 chains or 4 draws (as arviz), for nan draws, or a constant coordinate.
+    nan for fewer than 2 chains or 4 draws (as arviz), for nan draws, or a constant coordinate;
+    inf (or ~1e16, as arviz) for chains that each stay at a different point.
     """
     x, scalar = _as_draws(draws)
     chains, n_draws, d = x.shape
@@ -573,9 +576,20 @@ class RunningMoments:
 
 
 def _probs(probs) -> np.ndarray:
+    """[n, K] rows of class probabilities: finite, >= 0 and summing to 1 (within float32 softmax
+    rounding), else a ValueError saying which (logits or unnormalised scores give impossible
+    ECE, Brier and entropies, not an error, if let through)."""
     p = _to_numpy(probs)
     if p.ndim != 2:
         raise ValueError(f"probs must be [n, K], got shape {p.shape}")
+    if p.size:
+        if not np.isfinite(p).all():
+            raise ValueError(f"probs hold {int((~np.isfinite(p)).any(axis=1).sum())} row(s) with NaN or Inf")
+        if p.min() < -1e-6:
+            raise ValueError(f"probs must be >= 0, got a minimum of {p.min():.3g} (logits? apply softmax first)")
+        worst = float(np.abs(p.sum(axis=1) - 1.0).max())
+        if worst > 1e-3:
+            raise ValueError(f"each row of probs must sum to 1, one is off by {worst:.3g} (logits? apply softmax first)")
     return p
 
 

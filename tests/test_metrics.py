@@ -401,3 +401,36 @@ def test_mixing_diagnostics_equals_ess_and_rhat_computed_apart():
     x[0, 3, 2] = np.nan  # the fall-back path keeps nan semantics
     ess, rhat = M.mixing_diagnostics(x)
     assert np.isnan(ess[2]) and np.isnan(rhat[2]) and np.isfinite(ess[0])
+
+
+def test_split_rhat_of_chains_stuck_at_different_points_is_huge_not_nan():
+    """Two chains, each at its own value: the folded draws are all equal (the tail term is 0 / 0), which
+    must not hide the bulk term; arviz gives ~1e16 here."""
+    x = np.zeros((2, 100, 1))
+    x[1] = 1.0
+    assert M.split_rhat(x)[0] > 1e6
+    assert M.mixing_diagnostics(x)[1][0] > 1e6
+    assert np.isnan(M.split_rhat(np.zeros((2, 100, 1)))[0])  # a constant coordinate stays nan
+    try:
+        import arviz as az
+    except ImportError:
+        return
+    assert M.split_rhat(x)[0] == pytest.approx(float(az.rhat(x[:, :, 0], method="rank")), rel=1e-6)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: np.log(p) * 3, "must be >= 0"),
+    (lambda p: 2 * p, "must sum to 1"),
+    (lambda p: np.where(np.arange(len(p))[:, None] == 1, np.nan, p), "NaN or Inf"),
+])
+def test_inputs_that_are_not_probabilities_are_refused(make, message):
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), size=5)
+    y = rng.integers(0, 3, size=5)
+    M.classification_metrics(p, y)  # rows of probabilities pass
+    bad = make(p)
+    with pytest.raises(ValueError, match=message):
+        M.classification_metrics(bad, y)
+    with pytest.raises(ValueError, match=message):
+        M.ood_metrics(p, bad)
+    M.classification_metrics(p.astype(np.float32), y)  # float32 softmax rounding is within tolerance

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -465,3 +466,16 @@ def test_dask_executor_without_dask_exits_2_naming_the_install(monkeypatch, caps
         main(["run", "toy", "--executor", "dask"])
     assert exc.value.code == 2
     assert 'pip install "sgmcmc-bench[dask]"' in capsys.readouterr().err
+
+
+def test_a_collapsed_sampler_gets_an_infinite_kl_that_survives_its_record(tmp_path, tiny_profile):
+    """SGD's chains stop at the mode: the fitted covariance is singular, KL(fit || true) = +inf, which
+    the record keeps (as "inf") and the summary ranks last, rather than a missing value."""
+    assert run_cli("--tasks", "gauss-diag-1000", "--samplers", "sgd,sgld", "--no-sweep", "--hyper", "lr=0.03",
+                   "--no-report", "--results-dir", str(tmp_path)) == 0
+    report.build(tmp_path, plots=False, log=lambda m: None)
+    recs = {r["config"]["sampler"]: r for r in runner.load_records(tmp_path)}
+    assert recs["sgd"]["metrics"]["kl"] == float("inf") and math.isfinite(recs["sgld"]["metrics"]["kl"])
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    kl = summary[summary.metric == "kl"]
+    assert dict(zip(kl.sampler, kl["rank"])) == {"sgld [custom]": 1, "sgd [custom]": 2}

@@ -187,8 +187,8 @@ class GaussianTask(Task):
         ess_min = float(np.min(ess))
         try:
             kl = M.kl_gaussian(mean_hat, cov_hat, mean, cov)
-        except ValueError:  # fitted covariance not positive definite (too few distinct draws)
-            kl = float("nan")
+        except ValueError:  # fitted covariance singular (the chains collapsed): KL(fit || true) = +inf
+            kl = float("inf")
         out = {
             "kl": kl,
             "w2": M.wasserstein2_gaussian(mean_hat, cov_hat, mean, cov),
