@@ -72,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.set_defaults(func=cmd_run, _parser=p_run)  # errors print the ``run`` usage
 
     p_rep = sub.add_parser("report", help="rebuild tables and figures from the records, without rerunning")
-    p_rep.add_argument("--results-dir", default="results")
+    p_rep.add_argument("--results-dir", default="results", help="where the records are (default: results)")
     p_rep.add_argument("--profile", choices=PROFILES, default=None,
                        help="which profile's records (default: 'default' if present)")
-    p_rep.add_argument("--no-plots", action="store_true")
+    p_rep.add_argument("--no-plots", action="store_true", help="tables only, no PNG figures")
     p_rep.set_defaults(func=cmd_report)
 
     try:

@@ -88,8 +88,9 @@ def task_table(frame: pd.DataFrame, task: str) -> tuple[pd.DataFrame, pd.DataFra
     stats = {}
     for key, g in groups:
         ok = g[g.status == "ok"]
-        stats[key] = {m.key: (ok[m.key].mean() if m.key in ok and len(ok) else np.nan,
-                              ok[m.key].std(ddof=1) if m.key in ok and len(ok) > 1 else np.nan) for m in metrics}
+        with np.errstate(invalid="ignore"):  # the sd of values with an inf among them is nan, silently
+            stats[key] = {m.key: (ok[m.key].mean() if m.key in ok and len(ok) else np.nan,
+                                  ok[m.key].std(ddof=1) if m.key in ok and len(ok) > 1 else np.nan) for m in metrics}
     best = {}
     for m in metrics:
         vals = [(s[m.key][0], k) for k, s in stats.items() if not np.isnan(s[m.key][0])]

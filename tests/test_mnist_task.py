@@ -135,7 +135,7 @@ def test_through_the_runner_with_records_and_figures(tmp_path, monkeypatch):
     for sampler, hyper in (("sgd", {"lr": 0.05}), ("sgld", {"lr": 0.05})):
         rec = runner.run_one(runner.RunSpec.make("mnist-mlp", sampler, hyper, 0, "quick"), opts)
         assert rec["status"] == "ok", rec.get("error")
-        assert rec["provenance"]["datasets"] == {"synthetic/train": "0" * 64}
+        assert rec["provenance"]["datasets"] == {"synthetic/train": {"sha256": "0" * 64}}  # each split's whole provenance
     path = report.build(tmp_path, profile="quick")
     text = path.read_text()
     assert "## mnist-mlp" in text and "notMNIST AUROC (entropy)" in text

@@ -61,6 +61,10 @@ def read(path: Path, expected_sha256: str) -> tuple[np.ndarray, np.ndarray, dict
     """(images, labels, meta) from the cache file, or None when it is missing or corrupt (then deleted)."""
     if not path.exists():
         return None
+    if not path.is_file():  # never delete a user's folder: say so, and let the sources serve
+        warnings.warn(f"{path}: not a file where the cache file should be; remove it to let the cache work "
+                      f"(loading from the sources instead)", stacklevel=3)
+        return None
     try:
         with np.load(path, allow_pickle=False) as npz:
             images, labels = check_arrays(npz["images"], npz["labels"], str(path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .core import DataError
 from .loaders import available, fetch_all
@@ -29,6 +30,13 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``data list`` (exit 0) or ``data fetch`` (exit 0 when every split is cached, else 1)."""
     where = dict(data_dir=args.data_dir, offline=args.offline, cache_dir=args.cache_dir)
+    try:
+        from .sources import settings
+
+        settings(**where)
+    except ValueError as exc:  # e.g. SGMCMC_OFFLINE=on
+        print(f"python -m benchmarks data: error: {exc}", file=sys.stderr)
+        return 2
     if args.action == "list":
         for item in available(**where):
             line = f"{item.dataset:<14} {item.split:<11} {item.status:<9}"

@@ -144,7 +144,13 @@ def _decode_letters(files: dict[tuple[str, str], bytes], where: str) -> tuple[np
 
 def read_png_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, int]:
     """Read notMNIST's per-letter folders ``A/*.png .. J/*.png``; returns (images, labels, num_skipped)."""
-    files = {(p.parent.name, p.name): p.read_bytes() for letter in NOTMNIST_LETTERS for p in (folder / letter).glob("*.png")}
+    files = {}
+    for letter in NOTMNIST_LETTERS:
+        for p in (folder / letter).glob("*.png"):
+            try:
+                files[p.parent.name, p.name] = p.read_bytes()
+            except OSError as err:
+                raise CorruptFileError(f"{p}: cannot read ({type(err).__name__}: {err})") from err
     return _decode_letters(files, str(folder))
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
+import zipfile
 
 import numpy as np
 import torch
 
 from . import cache
-from .core import ChecksumError, DataError, DataUnavailableError, Dataset, Provenance, array_sha256
+from .core import (ChecksumError, CorruptFileError, DataError, DataUnavailableError, Dataset, Provenance,
+                   UnsafeFileError, array_sha256)
 from .sources import KNOWN_SHA256, SOURCES, SPLITS, Arrays, Settings, SourceMissing, fix_hint, settings
 
 PathLike = str | os.PathLike | None
@@ -51,9 +53,10 @@ def load(dataset: str, split: str, *, data_dir: PathLike = None, offline: bool |
     Tries the cache, then each source of the dataset in order (see ``sources.SOURCES``); the first that
     has the split serves, and every split it decoded is cached. ``data_dir``, ``offline`` and
     ``cache_dir`` default to $SGMCMC_DATA_DIR, $SGMCMC_OFFLINE and $SGMCMC_CACHE_DIR. A source that is
-    absent or unreachable is skipped; one that is present but corrupt or unsafe raises CorruptFileError,
-    ChecksumError or UnsafeFileError naming the file. When none serves, DataUnavailableError lists
-    each source, why it failed, and the command that fixes it.
+    absent or unreachable is skipped; one that is present but corrupt or unsafe is skipped with a
+    warning naming the file. When none serves, the first such file's CorruptFileError, ChecksumError
+    or UnsafeFileError is raised (else DataUnavailableError), its message listing each source, why it
+    failed, and the command that fixes it.
     """
     _check_name(dataset, split)
     where = settings(data_dir, offline, cache_dir)
@@ -64,6 +67,7 @@ def load(dataset: str, split: str, *, data_dir: PathLike = None, offline: bool |
         provenance = Provenance(dataset, split, "cache", str(cached_file), meta["sha256"], len(labels), meta["num_skipped"], origin)
         return _dataset(images, labels, provenance)
     failures = [f"cache: no {cached_file}"]
+    corrupt: list[DataError] = []
     for source in SOURCES[dataset]:
         try:
             path, download = source.find(where, split)
@@ -72,12 +76,23 @@ def load(dataset: str, split: str, *, data_dir: PathLike = None, offline: bool |
         except SourceMissing as why:
             failures.append(f"{source.name}: {why}")
             continue
-        decoded = source.read(path)
-        provenance = _store(where, dataset, decoded, source.name, str(path))[split]
+        try:
+            decoded = source.read(path)
+            provenance = _store(where, dataset, decoded, source.name, str(path))[split]
+        except (CorruptFileError, UnsafeFileError) as err:
+            # present but unusable: say so, and let a later source serve (the digest guards it)
+            warnings.warn(f"{dataset} {split}: source {source.name} is unusable ({err}); trying the next source",
+                          stacklevel=2)
+            failures.append(f"{source.name}: {type(err).__name__}: {err}")
+            corrupt.append(err)
+            continue
         return _dataset(decoded[split].images, decoded[split].labels, provenance)
-    raise DataUnavailableError(
-        f"{dataset} {split} is unavailable; tried, in order:\n  - " + "\n  - ".join(failures) + f"\nTo fix: {fix_hint(dataset, where)}"
-    )
+    tried = "tried, in order:\n  - " + "\n  - ".join(failures)
+    if corrupt:  # the first unusable file is the error; the message also lists every other source
+        first = corrupt[0]
+        raise type(first)(f"{first}\n{dataset} {split} is unavailable; {tried}\nTo fix: delete or replace the "
+                          f"unusable file(s) named above, or: {fix_hint(dataset, where)}") from first
+    raise DataUnavailableError(f"{dataset} {split} is unavailable; {tried}\nTo fix: {fix_hint(dataset, where)}")
 
 
 def load_mnist(split: str, *, data_dir: PathLike = None, offline: bool | None = None, cache_dir: PathLike = None) -> Dataset:
@@ -116,7 +131,7 @@ def available(*, data_dir: PathLike = None, offline: bool | None = None, cache_d
     where, report = settings(data_dir, offline, cache_dir), []
     for dataset, splits in SPLITS.items():
         for split in splits:
-            if (cached_file := cache.cache_path(where.cache_dir, dataset, split)).is_file():
+            if zipfile.is_zipfile(cached_file := cache.cache_path(where.cache_dir, dataset, split)):
                 report.append(Availability(dataset, split, "ready", "cache", str(cached_file)))
                 continue
             reasons = []
@@ -144,4 +159,6 @@ def fetch_all(*, data_dir: PathLike = None, offline: bool | None = None, cache_d
                 results[dataset, split] = load(dataset, split, data_dir=data_dir, offline=offline, cache_dir=cache_dir).provenance
             except DataError as err:
                 results[dataset, split] = err
+            except OSError as err:  # a file the sources could not even open
+                results[dataset, split] = DataError(f"{type(err).__name__}: {err}")
     return results

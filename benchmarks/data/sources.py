@@ -292,9 +292,11 @@ def _read_notmnist(path: Path) -> dict[str, Arrays]:
 def _find_notmnist_in_data_dir(settings: Settings, _split: str) -> tuple[Path, None]:
     folder = _data_dir(settings)
     for name in NOTMNIST_FILES:
-        if (folder / name).exists():
-            return folder / name, None
-    raise SourceMissing(f"none of {', '.join(NOTMNIST_FILES)} in {folder}")
+        candidate = folder / name
+        if candidate.is_dir() if name == "notMNIST_small" else candidate.is_file():
+            return candidate, None
+    raise SourceMissing(f"none of {', '.join(NOTMNIST_FILES)} in {folder} (the .npz and .tar.gz as files, "
+                        f"notMNIST_small as a folder)")
 
 
 def _download_notmnist(tarball: Path) -> None:

@@ -164,7 +164,7 @@ class MNISTTask(Task):
         task_opts = {k: hyper.pop(k, v) for k, v in TASK_KEYS.items()}
         check_task_keys(task_opts)
         data = self.data(ctx, task_opts["evaluate_on"])
-        ctx.datasets.update({name: prov["sha256"] for name, prov in data.provenance.items()})
+        ctx.datasets.update({name: dict(prov) for name, prov in data.provenance.items()})
         device = ctx.device
         gen = torch.Generator().manual_seed(ctx.seed)
         model = build_model(self.model).to(device)
