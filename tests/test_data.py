@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tarfile
 import urllib.error
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -377,8 +378,11 @@ def test_a_folder_where_a_file_should_be_is_not_taken_for_it(tmp_path, known, no
     (data_dir / "notmnist_small.npz").write_bytes((tmp_path / "good.npz").read_bytes())
     cache_dir = tmp_path / "c2"
     (cache_dir / "notmnist-test.npz").mkdir(parents=True)  # a folder where the cache file goes
-    with pytest.warns(UserWarning, match="not a file where the cache file should be"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         loaded = D.load_notmnist(data_dir=data_dir, cache_dir=cache_dir)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "not a file where the cache file should be" in messages and "could not cache notmnist test" in messages
     assert loaded.provenance.source == "data-dir" and (cache_dir / "notmnist-test.npz").is_dir()
 
 
