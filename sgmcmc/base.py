@@ -530,24 +530,18 @@ class Sampler(torch.optim.Optimizer):
             # every gradient is finite but the sampler's own staged values overflowed (psgld's
             # g^2 beyond the dtype's range): the update would be inf or 0, so it is refused too
             big = max(range(len(grads)), key=lambda i: float(grads[i].abs().max()))
-            raise NonFiniteGradientError(
-                f"{type(self).__name__}: the update overflowed {grads[big].dtype} at step {self._steps_done} "
-                f"(param group {group_index}, parameter {offsets[big]}: the largest |gradient| is "
-                f"{float(grads[big].abs().max()):.3g}); the chain has diverged (try a smaller lr; parameters "
-                f"were left at their last finite values)",
-                step=self._steps_done,
-                group_index=group_index,
-                param_index=offsets[big],
-            )
-        if bad is None:  # the norm overflowed; every element is finite
+            what = (f"the update overflowed {grads[big].dtype} (param group {group_index}, parameter {offsets[big]}: "
+                    f"the largest |gradient| is {float(grads[big].abs().max()):.3g})")
+        elif bad is None:  # the norm overflowed; every element is finite
             return
+        else:
+            big, what = bad, f"non-finite gradient (NaN or Inf) in parameter {offsets[bad]} of param group {group_index}"
         raise NonFiniteGradientError(
-            f"{type(self).__name__}: non-finite gradient (NaN or Inf) in parameter {offsets[bad]} of "
-            f"param group {group_index} at step {self._steps_done}; the chain has diverged "
+            f"{type(self).__name__}: {what} at step {self._steps_done}; the chain has diverged "
             f"(try a smaller lr; parameters were left at their last finite values)",
             step=self._steps_done,
             group_index=group_index,
-            param_index=offsets[bad],
+            param_index=offsets[big],
         )
 
     @property

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("headline_table", ROOT / "scripts" / "headline_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("headline_table")
 
 
 def test_headline_rows_carry_the_means_and_the_margin_over_sgd(tmp_path, capsys):

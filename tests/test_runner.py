@@ -341,15 +341,23 @@ def test_jobs_2_gives_the_same_records_as_sequential(tmp_path):
         assert par[key]["ess_per_second"] > 0
 
 
+def _suite_until_records(tmp_path, n: int, *extra: str, pipe: bool = False):
+    """Start ``run toy --profile quick --tasks gauss-corr-2d --no-report`` (plus ``extra``) in a
+    subprocess and return (process, its command, the records folder) once ``n`` records exist."""
+    cmd = [sys.executable, "-m", "benchmarks", "run", "toy", "--profile", "quick", "--tasks", "gauss-corr-2d",
+           *extra, "--no-report", "--results-dir", str(tmp_path)]
+    out = subprocess.PIPE if pipe else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=out, text=True)
+    folder = tmp_path / "records"
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list(folder.glob("*.json"))) < n:
+        time.sleep(0.05)
+    return proc, cmd, folder
+
+
 @pytest.mark.slow
 def test_kill_9_loses_no_finished_record_and_rerun_resumes(tmp_path):
-    cmd = [sys.executable, "-m", "benchmarks", "run", "toy", "--profile", "quick", "--tasks", "gauss-corr-2d",
-           "--no-report", "--results-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    folder = tmp_path / "records"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(folder.glob("*.json"))) < 2:
-        time.sleep(0.05)
+    proc, cmd, folder = _suite_until_records(tmp_path, 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = list(folder.glob("*.json"))
@@ -367,13 +375,7 @@ def test_kill_9_loses_no_finished_record_and_rerun_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
-    cmd = [sys.executable, "-m", "benchmarks", "run", "toy", "--profile", "quick", "--tasks", "gauss-corr-2d",
-           "--no-report", "--results-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    folder = tmp_path / "records"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(folder.glob("*.json"))) < 1:
-        time.sleep(0.05)
+    proc, _cmd, folder = _suite_until_records(tmp_path, 1, pipe=True)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
@@ -406,13 +408,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_kill_9_of_a_jobs_2_run_takes_its_workers_with_it(tmp_path):
-    cmd = [sys.executable, "-m", "benchmarks", "run", "toy", "--profile", "quick", "--tasks", "gauss-corr-2d",
-           "--jobs", "2", "--no-report", "--results-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    folder = tmp_path / "records"
-    deadline = time.time() + 180
-    while time.time() < deadline and len(list(folder.glob("*.json"))) < 1:
-        time.sleep(0.05)
+    proc, _cmd, folder = _suite_until_records(tmp_path, 1, "--jobs", "2")
     workers = [c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
     assert workers, "no worker processes found"
     proc.send_signal(signal.SIGKILL)
@@ -428,13 +424,7 @@ def test_kill_9_of_a_jobs_2_run_takes_its_workers_with_it(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_of_a_jobs_2_run_counts_every_record_it_leaves(tmp_path):
-    cmd = [sys.executable, "-m", "benchmarks", "run", "toy", "--profile", "quick", "--tasks", "gauss-corr-2d",
-           "--jobs", "2", "--no-report", "--results-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    folder = tmp_path / "records"
-    deadline = time.time() + 180
-    while time.time() < deadline and len(list(folder.glob("*.json"))) < 1:
-        time.sleep(0.05)
+    proc, _cmd, folder = _suite_until_records(tmp_path, 1, "--jobs", "2", pipe=True)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 130 and "resume" in err

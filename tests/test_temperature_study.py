@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("temperature_study", ROOT / "scripts" / "temperature_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("temperature_study")
 
 
 CONFIGS = {"mnist-mlp": {"prior": "isotropic", "prior_sd": 1.0, "sgd": {"lr": 0.3}, "sgld": {"lr": 0.3},
