@@ -53,14 +53,28 @@ The checks (:func:`list_checks` lists them; :data:`CHECKS` maps name -> function
     sampler continues the chain bit for bit: with an explicit generator its state travels in the
     state dict; with the global generator the caller saves ``torch.get_rng_state()``.
 ``optimizer_api``
-    ``zero_grad()`` (set_to_none, and zeroing), ``step(closure)`` returning the loss, and
-    hyperparameters exposed in ``param_groups``.
+    ``step()`` leaves ``p.grad`` as it found it; ``zero_grad()`` (set_to_none, and zeroing),
+    ``step(closure)`` returning the loss, and hyperparameters exposed in ``param_groups``.
 ``lr_schedulers``
     ``LambdaLR`` with polynomial decay lr_t = a (b + t)^-gamma and ``CosineAnnealingWarmRestarts``
     change the group lr, and the sampler uses it: the scheduled run equals a run whose group lr is
-    set by hand to the same values, and differs from a constant-lr run.
+    set by hand to the same values, and differs from a constant-lr run. An lr lowered by hand
+    mid-chain acts exactly as in a fresh sampler resumed there (nothing derived from lr, such as the
+    noise scale, may be kept from an earlier step).
+``param_groups``
+    Two param groups, the second overriding lr, T and every own hyperparameter (a second valid
+    value): the chain equals, bit for bit, that of a sampler built with the overrides as its
+    defaults and the first group's values set per group; every group's parameters move.
+``independent_noise``
+    Parameters that start equal and see equal gradients part ways (in one group and across two):
+    each draws its own noise. Samplers with noise only.
+``copy_and_overlap``
+    ``copy.deepcopy`` and ``pickle`` taken mid-chain continue the chain bit for bit, and
+    ``overlap_noise=True`` gives the same chain on parameters large enough to be drawn in several
+    segments.
 ``grad_none_skipped``
-    A parameter whose ``grad`` is None is left unchanged (as torch.optim does); the others move.
+    A parameter whose ``grad`` is None is left unchanged (as torch.optim does); the others move
+    (within three steps: a sampler may move a position only once its velocity has).
 ``nonfinite_gradient``
     A NaN, +Inf or -Inf gradient (in any parameter, of any group) raises
     :class:`sgmcmc.NonFiniteGradientError` before any parameter or sampler state changes; a huge but
@@ -69,7 +83,9 @@ The checks (:func:`list_checks` lists them; :data:`CHECKS` maps name -> function
     lr <= 0, num_data < 1 or non-integer, temperature < 0, each of the sampler's own ``hypers`` just
     outside its range (and NaN, and infinite where unbounded) and an unknown keyword each raise
     :class:`sgmcmc.HyperparameterError` whose message names the parameter, the value and the valid
-    range.
+    range; a param group added with a bad value is refused and not kept. Every value a sampler
+    accepts for its own hyperparameters (probed at 0, -0.05, 1e-6, 1e6 and its range's ends) must
+    step 20 times without crashing (diverging, NonFiniteGradientError, is allowed).
 
 Step size: lr is a step on L = U / N (DESIGN.md), so the default is
 ``lr = step_factor * N / lambda_max(P)`` with ``step_factor = 0.2`` (0.4 here): for SGLD the
@@ -505,6 +521,8 @@ def run_check(name: str, sampler: Any, *, lr: float | None = None, protocol: Pro
         raise KeyError(f"unknown check {name!r}; valid: {', '.join(_SPECS)}")
     cls = resolve_sampler(sampler)
     label = _label(cls)
+    if not _SPECS[name].applies(cls):
+        return CheckResult(name, label, "skipped", f"does not apply to {label}", {}, 0.0)
     t0 = time.perf_counter()
     try:
         with torch.random.fork_rng(devices=[]):  # the checks seed the global generator; leave the caller's alone
@@ -913,11 +931,16 @@ def check_state_dict_resume(cls, *, lr=None, protocol=None, **hyper) -> dict:
 
 @_check("optimizer_api")
 def check_optimizer_api(cls, *, lr=None, protocol=None, **hyper) -> dict:
-    """zero_grad (to None and to zeros), step(closure) returns the loss, hypers in param_groups."""
+    """step() leaves p.grad alone; zero_grad (to None and to zeros), step(closure) returns the loss, hypers in param_groups."""
     params = _toy_params()
     opt = _build(cls, params, hyper)
     _toy_grads(params)
+    grads = [p.grad.clone() for p in params]
     opt.step()
+    changed = [i for i, (p, g) in enumerate(zip(params, grads)) if not torch.equal(p.grad, g)]
+    if changed:
+        raise CheckFailed(f"optimizer_api: step() changed p.grad of parameter(s) {changed}; a sampler must only read "
+                          f"the gradients (a caller may log or clip them after the step)")
     opt.zero_grad()
     if any(p.grad is not None for p in params):
         raise CheckFailed("optimizer_api: zero_grad() left gradients that are not None")
@@ -995,7 +1018,156 @@ def check_lr_schedulers(cls, *, lr=None, protocol=None, **hyper) -> dict:
             raise CheckFailed(f"lr_schedulers: {label}: the scheduled run equals the constant-lr run: the sampler "
                               f"ignores param_groups[i]['lr']", {"lrs": lrs})
         out[label] = [round(x, 6) for x in lrs[:6]]
+    # an lr changed by hand mid-chain must act as it does in a fresh sampler resumed at that point
+    # (a sampler that caches anything derived from lr, e.g. its noise scale, at its first step fails)
+    gen = torch.Generator().manual_seed(21)
+    params = _toy_params()
+    opt = _build(cls, params, hyper, generator=gen)
+    for _ in range(3):
+        _toy_grads(params)
+        opt.step()
+    checkpoint = copy.deepcopy(opt.state_dict())
+    saved = [p.detach().clone() for p in params]
+    low = 0.25 * opt.param_groups[0]["lr"]
+    for g in opt.param_groups:
+        g["lr"] = low
+    went_on = []
+    for _ in range(3):
+        _toy_grads(params)
+        opt.step()
+        went_on.append(_snapshot(params))
+    fresh = [torch.nn.Parameter(t) for t in saved]
+    opt2 = _build(cls, fresh, hyper, lr=low, generator=torch.Generator().manual_seed(99))
+    opt2.load_state_dict(checkpoint)
+    for g in opt2.param_groups:
+        g["lr"] = low
+    resumed = []
+    for _ in range(3):
+        _toy_grads(fresh)
+        opt2.step()
+        resumed.append(_snapshot(fresh))
+    if not _same(went_on, resumed):
+        raise CheckFailed(f"lr_schedulers: after lr was lowered by hand mid-chain the chain differs from a fresh "
+                          f"sampler resumed there at the new lr ({_first_diff(went_on, resumed)}): something derived "
+                          f"from lr (the noise scale?) was kept from an earlier step")
     return out
+
+
+def _other_value(spec, value):
+    """A second valid value of a numeric hyperparameter (or None when there is none to try)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    candidates = [value * 2 if value > 0 else value + 1.0, value * 0.5 if value > 0 else value - 1.0]
+    if spec.high is not None:
+        candidates.append(0.5 * (value + spec.high))
+    for c in candidates:
+        c = int(round(c)) if spec.integer else float(c)
+        try:
+            spec.check("", "", c)
+        except HyperparameterError:
+            continue
+        if c != value:
+            return c
+    return None
+
+
+@_check("param_groups")
+def check_param_groups(cls, *, lr=None, protocol=None, **hyper) -> dict:
+    """Every hyperparameter is read per param group: a group that overrides them steps exactly as a sampler
+    built with them; every group's parameters move."""
+    own = cls.hypers
+    base = {k: hyper.get(k, spec.default) for k, spec in own.items()}
+    other = {k: _other_value(spec, base[k]) for k, spec in own.items()}
+    other = {k: v for k, v in other.items() if v is not None}
+    over = {"lr": 0.5 * _TOY_LR, **({"temperature": 0.5} if cls.uses_noise else {}), **other}
+
+    def run(groups, lr_, temperature, own_hyper):
+        params = _toy_params()
+        gs = [{"params": params[:2], **groups[0]}, {"params": params[2:], **groups[1]}]
+        opt = cls(gs, lr_, num_data=_TOY_N, temperature=temperature, generator=torch.Generator().manual_seed(13),
+                  **own_hyper)
+        start = [p.detach().clone() for p in params]
+        traj = []
+        for _ in range(6):
+            _toy_grads(params)
+            opt.step()
+            traj.append(_snapshot(params))
+        still = [i for i, (a, p) in enumerate(zip(start, params)) if torch.equal(a, p)]
+        if still:
+            raise CheckFailed(f"param_groups: parameter(s) {still} (of two groups) never moved in 6 steps: "
+                              f"every param group must be updated")
+        return traj
+
+    plain = {"lr": _TOY_LR, "temperature": 1.0, **base}
+    a = run([{}, over], _TOY_LR, 1.0, base)  # group 2 overrides
+    b = run([plain, {}], over["lr"], over.get("temperature", 1.0), {**base, **other})  # group 1 overrides back
+    if not _same(a, b):
+        raise CheckFailed(f"param_groups: a group overriding {sorted(over)} does not step as a sampler built with "
+                          f"those values ({_first_diff(a, b)}): some hyperparameter is read from the defaults, not "
+                          f"from the group", {"overridden": over})
+    return {"overridden": over}
+
+
+@_check("independent_noise", applies=lambda cls: bool(cls.uses_noise))
+def check_independent_noise(cls, *, lr=None, protocol=None, **hyper) -> dict:
+    """Two parameters that start equal and see equal gradients part ways: each draws its own noise
+    (in one group and across groups)."""
+    def twins(groups):
+        a, b, c = (torch.nn.Parameter(torch.zeros(4, 3)) for _ in range(3))
+        params = [a, b, c] if groups == 1 else [{"params": [a, b]}, {"params": [c]}]
+        opt = _build(cls, params, hyper, generator=torch.Generator().manual_seed(8))
+        for _ in range(3):
+            for p in (a, b, c):
+                p.grad = p.detach() - 0.3
+            opt.step()
+        return a, b, c
+
+    for groups in (1, 2):
+        a, b, c = twins(groups)
+        same = [name for name, (x, y) in (("a, b", (a, b)), ("a, c", (a, c)), ("b, c", (b, c))) if torch.equal(x, y)]
+        if same:
+            raise CheckFailed(f"independent_noise: parameters {', '.join(same)} started equal, saw equal gradients and are "
+                              f"still equal after 3 steps ({groups} group(s)): they drew the same noise")
+    return {}
+
+
+@_check("copy_and_overlap")
+def check_copy_and_overlap(cls, *, lr=None, protocol=None, **hyper) -> dict:
+    """deepcopy / pickle mid-chain continue the chain bit for bit; overlap_noise=True gives the same chain on
+    parameters large enough to be drawn in several segments."""
+    import pickle
+
+    def grads_for(params, t):
+        g = torch.Generator().manual_seed(1000 + t)
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.1 + p.detach()
+
+    def chain(overlap, copy_at=None, how=None, steps=4):
+        g = torch.Generator().manual_seed(5)
+        params = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in ((300, 250), (17,), (200, 400), (5,))]
+        opt = _build(cls, params, hyper, lr=1e-3, generator=torch.Generator().manual_seed(3), overlap_noise=overlap)
+        out = []
+        for t in range(steps):
+            if t == copy_at:
+                opt = copy.deepcopy(opt) if how == "deepcopy" else pickle.loads(pickle.dumps(opt))
+                params = [p for group in opt.param_groups for p in group["params"]]
+            grads_for(params, t)
+            opt.step()
+            out.append(_snapshot(params))
+        return out
+
+    ref = chain(False)
+    for how in ("deepcopy", "pickle"):
+        other = chain(False, copy_at=2, how=how)
+        if not _same(ref, other):
+            raise CheckFailed(f"copy_and_overlap: a {how} taken mid-chain does not continue the chain "
+                              f"({_first_diff(ref, other)}): keep every piece of the chain in self.state / "
+                              f"param_groups (or implement __getstate__)")
+    overlapped = chain(True)
+    if not _same(ref, overlapped):
+        raise CheckFailed(f"copy_and_overlap: overlap_noise=True changes the chain ({_first_diff(ref, overlapped)}): "
+                          f"_update_noise must work on any run of a bucket's parameters (it gets segments)")
+    return {"values": int(ref[0].numel())}
 
 
 @_check("grad_none_skipped")
@@ -1003,6 +1175,7 @@ def check_grad_none_skipped(cls, *, lr=None, protocol=None, **hyper) -> dict:
     """A parameter whose grad is None is left unchanged; the others move."""
     params = _toy_params()
     opt = _build(cls, params, hyper)
+    start = [p.detach().clone() for p in params]
     for t in range(3):
         _toy_grads(params)
         params[1].grad = None
@@ -1010,8 +1183,9 @@ def check_grad_none_skipped(cls, *, lr=None, protocol=None, **hyper) -> dict:
         opt.step()
         if not torch.equal(before[1], params[1]):
             raise CheckFailed(f"grad_none_skipped: the parameter with grad None changed at step {t}")
-        if torch.equal(before[0], params[0]) or torch.equal(before[2], params[2]):
-            raise CheckFailed(f"grad_none_skipped: a parameter with a gradient did not move at step {t}")
+    # (over the three steps: a sampler may move a position only from its second step, e.g. after a velocity)
+    if torch.equal(start[0], params[0]) or torch.equal(start[2], params[2]):
+        raise CheckFailed("grad_none_skipped: a parameter with a gradient did not move in three steps")
     # a parameter that had a gradient before (and so has state) and then has none
     _toy_grads(params)
     opt.step()
@@ -1161,14 +1335,34 @@ def check_hyperparameter_validation(cls, *, lr=None, protocol=None, **hyper) -> 
         failures.append(f"unknown keyword raised {type(exc).__name__}, not HyperparameterError")
     else:
         failures.append("an unknown keyword was accepted")
-    # a bad value in a param group added later
+    # a bad value in a param group added later is refused, and the group is not kept
     opt = cls(_toy_params(), 0.01, num_data=_TOY_N, **hyper)
     try:
         opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "lr": -1.0})
     except HyperparameterError:
-        pass
+        if len(opt.param_groups) != 1:
+            failures.append("add_param_group refused lr=-1.0 but kept the group")
     else:
         failures.append("add_param_group accepted lr=-1.0")
+    # every value a sampler accepts must step: probes at and around each own hyperparameter's edges
+    for name, spec in cls.hypers.items():
+        probes = {0.0, -0.05, 1e-6, 1e6, *(v for v in (spec.low, spec.high) if v is not None)}
+        for value in sorted(probes):
+            kwargs = {**hyper, name: int(value) if spec.integer else value}
+            try:
+                opt = cls(_toy_params(), 0.01, num_data=_TOY_N, **kwargs)
+            except HyperparameterError:
+                continue
+            params = [p for group in opt.param_groups for p in group["params"]]
+            try:
+                for _ in range(20):
+                    _toy_grads(params)
+                    opt.step()
+            except NonFiniteGradientError:
+                pass  # a value that makes the chain diverge may be valid; one that crashes it is not
+            except Exception as exc:
+                failures.append(f"{name}={value!r} was accepted but step() raised {type(exc).__name__} ({exc}); "
+                                f"declare the valid range in hypers (now {spec.describe()})")
     if failures:
         raise CheckFailed(f"hyperparameter_validation: {len(failures)} problem(s): " + "; ".join(failures),
                           {"cases": len(cases) + 2, "failures": len(failures)})

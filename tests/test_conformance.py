@@ -246,9 +246,102 @@ class NoValidation(SGLD):
         pass
 
 
+class FirstGroupOnly(SGLD):
+    """WRONG: updates only the first param group."""
+
+    def _update(self, group, params, grads):
+        if group is self.param_groups[0]:
+            super()._update(group, params, grads)
+
+    def _update_noise(self, group, params, grads, noise):
+        if group is self.param_groups[0]:
+            super()._update_noise(group, params, grads, noise)
+
+
+class FrictionFromDefaults(sgmcmc.SGHMC):
+    """WRONG: reads friction from the constructor's defaults, not from the param group."""
+
+    def _update(self, group, params, grads):
+        super()._update({**group, "friction": self.defaults["friction"]}, params, grads)
+
+    def _noise_std(self, group):
+        return super()._noise_std({**group, "friction": self.defaults["friction"]})
+
+
+class MutatesGrad(SGLD):
+    """WRONG: scales p.grad in place (a caller logging or clipping after the step sees garbage)."""
+
+    def _update(self, group, params, grads):
+        torch._foreach_mul_(grads, -group["lr"])
+        torch._foreach_add_(params, grads)
+
+
+class CachesNoiseScale(SGLD):
+    """WRONG: keeps the noise scale of its first step, so a later lr change moves only the drift."""
+
+    def _noise_std(self, group):
+        if not hasattr(self, "_std0"):
+            self._std0 = super()._noise_std(group)
+        return self._std0
+
+
+class HoldsALambda(SGLD):
+    """WRONG: keeps an attribute that pickle and deepcopy drop, so a copy cannot step."""
+
+    def __init__(self, params, lr, **kw):
+        super().__init__(params, lr, **kw)
+        self._scale = lambda: 1.0
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_scale", None)
+        return state
+
+    def _update(self, group, params, grads):
+        torch._foreach_add_(params, grads, alpha=-group["lr"] * self._scale())
+
+
+class SegmentBlind(SGLD):
+    """WRONG: its noise phase scales each parameter by its position in the list it is given, which is
+    the bucket in line but only a segment of it when the noise is overlapped."""
+
+    def _update_noise(self, group, params, grads, noise):
+        for i, (p, xi) in enumerate(zip(params, noise)):
+            p.add_(xi, alpha=0.5 ** i)
+
+
+class OneSeedPerStep(SGLD):
+    """WRONG: a fresh generator per tensor, seeded by the step count: equal-shaped tensors get equal noise."""
+
+    def _noise_std(self, group):
+        return 0.0
+
+    def _update(self, group, params, grads):
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
+        t = self.state[params[0]].get("t", 0)
+        for p in params:
+            g = torch.Generator().manual_seed(1000 + t)
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype), alpha=self.noise_scale(group))
+        self.state[params[0]]["t"] = t + 1
+
+
+class UnboundedFriction(sgmcmc.SGHMC):
+    """WRONG: declares friction without a range, and a negative one crashes the step."""
+
+    hypers = {"friction": sgmcmc.Hyper(0.1, doc="no range declared")}
+
+
 @pytest.mark.parametrize(
     "wrong, check",
     [
+        (FirstGroupOnly, "param_groups"),
+        (FrictionFromDefaults, "param_groups"),
+        (MutatesGrad, "optimizer_api"),
+        (CachesNoiseScale, "lr_schedulers"),
+        (HoldsALambda, "copy_and_overlap"),
+        (SegmentBlind, "copy_and_overlap"),
+        (OneSeedPerStep, "independent_noise"),
+        (UnboundedFriction, "hyperparameter_validation"),
         (CachesLr, "lr_schedulers"),
         (GlobalNoise, "reproducible"),
         (MovesBeforeChecking, "nonfinite_gradient"),
