@@ -180,7 +180,9 @@ def cmd_run(args) -> int:
         return EXIT_USAGE
     print(summary.line())
     if summary.interrupted:
-        print("interrupted: every finished run has its record; run the same command again to resume", file=sys.stderr)
+        print("interrupted: every finished run has its record; run the same command again to resume"
+              + (" (runs already started on the dask cluster finish and write their records)"
+                 if args.executor == "dask" else ""), file=sys.stderr)
         return 130
     if not args.no_report:
         path = report.build(args.results_dir, profile=args.profile, log=lambda m: print(m, file=sys.stderr))

@@ -22,13 +22,20 @@ Decisions, each one a property the tests check:
 * **A worker that dies mid-run** (killed, out of memory, segfault) writes no record: the record is
   only ever written whole, at the end of the run. Dask retries the run on another worker; with the
   LocalCluster we set ``distributed.scheduler.allowed-failures`` to 1, so a run that kills its
-  worker twice ends as :class:`distributed.KilledWorker`, is reported ``failed`` (``worker died``;
-  there is no record, so the next invocation runs it again) and the rest of the grid goes on.
+  worker twice ends as :class:`distributed.KilledWorker`, and the client writes it a ``failed``
+  record (``worker died``: the leaderboard shows it, and the next invocation runs it again); the
+  rest of the grid goes on.
+* **Workers that cannot import the project** would fail to unpickle every task and leave the client
+  waiting: on an existing cluster the client asks every worker present to import it first, and
+  stops (exit 2) naming the workers that cannot.
   On an existing cluster the scheduler's own setting applies (dask's default is 3; start the
   scheduler with ``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1`` for the same behaviour).
-* **Ctrl-C** cancels the runs in flight, closes the client and the LocalCluster we started (never
-  a cluster we were pointed at) and re-raises :class:`KeyboardInterrupt`, so
+* **Ctrl-C** cancels the queued runs, closes the client and the LocalCluster we started (never a
+  cluster we were pointed at) and re-raises :class:`KeyboardInterrupt`, so
   :func:`benchmarks.runner.execute` marks the summary interrupted. Finished runs keep their records.
+  Dask cannot stop a task that is already running: on an existing cluster such a run finishes on
+  its worker and writes its record after the client has gone (a rerun then finds it, or reruns it
+  if it had not finished yet).
 
 Dask is optional: ``pip install "sgmcmc-bench[dask]"``. Without it :func:`require_dask` raises
 :class:`DaskUnavailableError`, whose message names that command.
@@ -123,16 +130,34 @@ def workers_by_host(workers) -> dict[str, int]:
 
 
 def died_record(spec: RunSpec, exc: BaseException) -> dict:
-    """What the client reports for a run whose worker died: ``failed``, never written to disk."""
+    """The ``failed`` record the client writes for a run whose worker died (the worker wrote nothing),
+    so the leaderboard shows the run as failed rather than dropping it; the next invocation retries it."""
     from distributed import KilledWorker
 
     if isinstance(exc, KilledWorker):
         why = f"worker died while running it ({type(exc).__name__}: {exc})"
     else:
         why = f"{type(exc).__name__}: {exc}"
-    return {"key": spec.key, "config": spec.config(), "status": "failed", "metrics": {},
-            "error": f"{why}; no record was written, run the same command again to retry",
-            "record_written": False}
+    return {"schema": runner.SCHEMA_VERSION, "key": spec.key, "config": spec.config(), "status": "failed",
+            "metrics": {}, "error": f"{why}; run the same command again to retry",
+            "provenance": {**runner.base_provenance(), "device": "dask worker (died)"}}
+
+
+def check_workers(client, log: Callable[[str], None]) -> None:
+    """Every worker present must import this project (else a task cannot even be unpickled there and the
+    client would wait for ever); a worker on another commit is reported."""
+    probe = "(lambda r: (r.SCHEMA_VERSION, r.git_commit()))(__import__('benchmarks.runner').runner)"
+    answers = client.run(eval, probe, on_error="return")
+    broken = {w: a for w, a in answers.items() if isinstance(a, BaseException)}
+    if broken:
+        detail = "; ".join(f"{w}: {type(a).__name__}: {a}" for w, a in sorted(broken.items()))
+        raise DaskError(f"{len(broken)} of {len(answers)} dask worker(s) cannot import sgmcmc-bench ({detail}); "
+                        f"install it on every worker (`pip install -e .` in the same checkout, at the same path)")
+    mine = runner.git_commit()
+    other = sorted({a[1] for a in answers.values() if a[1] != mine}, key=str)
+    if other:
+        log(f"dask: warning: worker(s) run commit(s) {', '.join(map(str, other))}, this client {mine}; "
+            f"their records will say so")
 
 
 def _absolute(path: str | None) -> str | None:
@@ -172,12 +197,21 @@ def execute_dask(todo: list[RunSpec], opts: RunOptions, *, jobs: int, scheduler:
                 f"{opts.threads} torch thread(s) per run")
         else:
             try:
+                from distributed.comm import parse_address, parse_host_port
+
+                parse_host_port(parse_address(scheduler)[1])
+            except ValueError as exc:
+                raise DaskError(f"--scheduler {scheduler!r} is not a scheduler address ({exc}); "
+                                f"expected e.g. tcp://host:8786") from None
+            try:
                 client = distributed.Client(scheduler, set_as_default=False)
             except (OSError, TimeoutError, ValueError) as exc:
                 raise DaskError(f"--scheduler {scheduler}: cannot reach the dask scheduler ({exc}); "
                                 f"start one with `dask scheduler` and workers with "
                                 f"`dask worker {scheduler} --nworkers N --nthreads 1`") from None
             workers = client.nthreads()
+            if workers:
+                check_workers(client, log)
             log(f"dask: scheduler {scheduler}, {len(workers)} worker(s) on {len(workers_by_host(workers))} host(s)"
                 + ("" if workers else "; waiting for workers to join")
                 + (f"; --jobs {jobs} is ignored, the cluster's workers decide" if jobs > 1 else ""))
@@ -212,6 +246,7 @@ def execute_dask(todo: list[RunSpec], opts: RunOptions, *, jobs: int, scheduler:
                 record = fut.result()
             except Exception as exc:  # the worker died (KilledWorker) or could not run the task at all
                 record = died_record(spec, exc)
+                runner.write_record(opts.results_dir, record)
             fut.release()
             on_record(record)
             if queue:

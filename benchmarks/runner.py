@@ -452,8 +452,12 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
                     remaining.discard(fut)
                     try:
                         finished(fut.result())
-                    except Exception as exc:  # the worker process died: no record was written
-                        spec = futures[fut]
+                    except Exception as exc:  # the worker process died: it wrote nothing, so the parent
+                        spec = futures[fut]    # records the run as failed (a rerun retries it)
+                        write_record(opts.results_dir, {
+                            "schema": SCHEMA_VERSION, "key": spec.key, "config": spec.config(), "status": "failed",
+                            "metrics": {}, "error": f"worker process died: {type(exc).__name__}: {exc}",
+                            "provenance": base_provenance()})
                         summary.counts["failed"] += 1
                         summary.failures.append((spec.config(), f"worker died: {exc}"))
                         bar.write(f"  failed: {spec.label()}: worker died ({exc}); rerun to retry")

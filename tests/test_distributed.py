@@ -90,6 +90,31 @@ def test_missing_dask_error_names_the_install_command(monkeypatch, tmp_path):
     assert not (tmp_path / "records").exists()
 
 
+def test_a_malformed_scheduler_address_is_refused_at_once(tmp_path):
+    spec = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "quick")
+    with pytest.raises(bdist.DaskError, match="'127.0.0.1:18786x' is not a scheduler address"):
+        bdist.execute_dask([spec], runner.RunOptions(results_dir=str(tmp_path)), jobs=1,
+                                 scheduler="127.0.0.1:18786x", on_record=quiet, log=quiet)
+
+
+def test_workers_that_cannot_import_the_project_stop_the_grid_naming_them():
+    class Client:
+        def __init__(self, answers):
+            self.answers = answers
+
+        def run(self, func, *args, on_error="raise"):
+            return self.answers
+
+    messages = []
+    with pytest.raises(bdist.DaskError, match=r"1 of 2 dask worker\(s\) cannot import sgmcmc-bench "
+                                                    r"\(tcp://10.0.0.2:1: ModuleNotFoundError"):
+        bdist.check_workers(Client({"tcp://10.0.0.1:1": (1, runner.git_commit()),
+                                          "tcp://10.0.0.2:1": ModuleNotFoundError("No module named 'benchmarks'")}),
+                                  messages.append)
+    bdist.check_workers(Client({"tcp://10.0.0.1:1": (1, "abc123")}), messages.append)
+    assert "worker(s) run commit(s) abc123" in messages[0]
+
+
 def test_workers_by_host_counts_worker_processes():
     pytest.importorskip("distributed")
     workers = {"tcp://10.0.0.1:4001": 1, "tcp://10.0.0.1:4002": 1, "tcp://10.0.0.2:4001": 4,
@@ -166,7 +191,7 @@ class CrashSGLD(Sampler):
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_run_leaves_no_record_and_the_grid_goes_on(tmp_path, monkeypatch, clusters):
+def test_worker_killed_mid_run_leaves_a_failed_record_and_the_grid_goes_on(tmp_path, monkeypatch, clusters):
     flag = tmp_path / "crash-now"
     flag.touch()
     mod = tmp_path / "mods"
@@ -188,9 +213,10 @@ def test_worker_killed_mid_run_leaves_no_record_and_the_grid_goes_on(tmp_path, m
     assert "worker died" in error and "KilledWorker" in error and "run the same command again" in error
     assert_closed(clusters)
     recs = records(out)
-    assert set(recs) == {s.key for s in specs} - {crash.key}
-    assert all(r["status"] == "ok" for r in recs.values())
-    assert not runner.record_path(out, crash).exists()
+    assert set(recs) == {s.key for s in specs}
+    assert all(r["status"] == "ok" for k, r in recs.items() if k != crash.key)
+    # the client recorded the run whose worker died as failed (so the leaderboard shows it)
+    assert recs[crash.key]["status"] == "failed" and "worker died" in recs[crash.key]["error"]
     assert [p.name for p in (out / "records").iterdir() if p.suffix != ".json"] == []  # no partial file
 
     # the crash was transient: a rerun runs only what is missing
