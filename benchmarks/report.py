@@ -214,20 +214,38 @@ def plot_all(frame: pd.DataFrame, records: list[dict], results_dir: Path, log: C
     return out
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P", "*", "h")
+
+
+def sampler_style(label: str) -> dict:
+    """The same colour for a sampler in every figure (the built-ins in their table order, then others
+    by name), with a dashed line for its labelled variants (``sgld [cold T=0.01]``)."""
+    from .runner import DEFAULT_SAMPLERS
+
+    name, _, variant = label.partition(" [")
+    rank = DEFAULT_SAMPLERS.index(name) if name in DEFAULT_SAMPLERS else len(DEFAULT_SAMPLERS) + sum(map(ord, name)) % 5
+    return {"color": f"C{rank % 10}", "marker": _MARKERS[rank % len(_MARKERS)], "ls": "--" if variant else "-"}
+
+
 def plot_sweep(sub: pd.DataFrame, task: str, results_dir: Path) -> Path:
-    """Bias (KL, variance error) and ESS per 1k gradients against lr, one line per sampler."""
+    """Bias (KL, variance error) and ESS per 1k gradients against lr, one line per sampler; runs that
+    diverged (x) or failed (+) at that lr are marked on the top edge of each panel, not as values."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for sampler, g in sub.groupby("sampler", sort=False):
         g = g.sort_values("lr")
         ok = g[g.status == "ok"]
+        style = sampler_style(sampler)
         for ax, key in zip(axes, ("kl", "var_error", "ess_per_1k_grads")):
             if key in ok:
-                (line,) = ax.plot(ok.lr, ok[key], marker="o", label=sampler)
-                div = g[g.status != "ok"]
-                if len(div):
-                    ax.plot(div.lr, [np.nanmax(ok[key]) if len(ok) else 1.0] * len(div), "x", color=line.get_color(), ms=9)
+                ax.plot(ok.lr, ok[key], marker=style["marker"], color=style["color"], ls=style["ls"], alpha=0.85,
+                        ms=5, label=sampler)
+            for status, mark in (("diverged", "x"), ("failed", "+")):
+                bad = g[g.status == status]
+                if len(bad):
+                    ax.plot(bad.lr, [0.97] * len(bad), mark, color=style["color"], ms=9, mew=2,
+                            transform=ax.get_xaxis_transform(), clip_on=False)
     titles = ("KL(fit || true)  (lower is better)", "marginal variance error  (lower is better)",
               "min bulk ESS per 1k gradients  (higher is better)")
     for ax, title in zip(axes, titles):
@@ -236,9 +254,10 @@ def plot_sweep(sub: pd.DataFrame, task: str, results_dir: Path) -> Path:
         ax.set_xlabel("lr (step on L = U / N)")
         ax.set_title(title, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{task}: step-size sweep (x = diverged)")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.suptitle(f"{task}: step-size sweep (top edge: x = diverged, + = failed at that lr)")
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
     path = results_dir / f"sweep_{task}.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -98,16 +98,19 @@ def plot(summary: pd.DataFrame, samplers: list[str], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from benchmarks.report import sampler_style
+
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6))
     sgd = summary[summary.sampler == "sgd"]
     for ax, (key, label, _) in zip(axes, METRICS):
         for name in samplers:
             sub = summary[summary.sampler == name]
             hot = sub[sub["T"] > 0]
+            color = sampler_style(name)["color"]  # the colours of the leaderboard's figures
             if len(hot):
-                (line,) = ax.plot(hot["T"], hot[key], marker="o", label=name)
-                for value in sub[sub["T"] == 0][key]:  # T = 0 (no noise: the optimiser) has no place on a log axis
-                    ax.axhline(value, color=line.get_color(), ls=":", lw=1.2, label=f"{name}, T = 0")
+                ax.plot(hot["T"], hot[key], marker="o", label=name, color=color)
+            for value in sub[sub["T"] == 0][key]:  # T = 0 (no noise: the optimiser) has no place on a log axis
+                ax.axhline(value, color=color, ls=":", lw=1.2, label=f"{name}, T = 0")
         if len(sgd):
             ax.axhline(float(sgd[key].iloc[0]), color="k", ls="--", lw=1, label="sgd")
         ax.set_xscale("log")
@@ -117,7 +120,7 @@ def plot(summary: pd.DataFrame, samplers: list[str], path: Path) -> Path:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.suptitle(f"{TASK}: tempering the posterior (each sampler at its tuned step size)")
-    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    fig.tight_layout(rect=(0, 0, 0.91, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)

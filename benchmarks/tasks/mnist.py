@@ -301,6 +301,9 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
         rows = [(label, a) for label, a in rows if a]
         if not rows:
             continue
+        from ..report import _row_order, sampler_style
+
+        rows.sort(key=lambda row: _row_order(row[0].partition(" [")[0], "tuned" if "[" not in row[0] else row[0]))
         # 1. one weight over steps, SGD against SGLD (and the rest), and its distribution in a window
         fig, (ax_t, ax_h) = plt.subplots(1, 2, figsize=(12, 4))
         for label, a in rows:
@@ -308,13 +311,14 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
                 continue
             vals = np.asarray(a["weight_trace"]["values"])
             steps = np.arange(len(vals)) * a["weight_trace"]["every"]
-            ax_t.plot(steps, vals, lw=0.7, label=label)
+            color = sampler_style(label)["color"]
+            ax_t.plot(steps, vals, lw=0.7, label=label, color=color)
             window = vals[-len(vals) // 5:]
             if np.ptp(window) < 1e-3:  # a point (SGD): a line, not a density spike that hides the rest
-                ax_h.axvline(window.mean(), color=ax_t.lines[-1].get_color(), lw=2, label=f"{label} (a point)")
+                ax_h.axvline(window.mean(), color=color, lw=2, label=f"{label} (a point)")
             else:
-                ax_h.hist(window, bins=40, density=True, histtype="step", lw=1.5,
-                          color=ax_t.lines[-1].get_color(), label=label)
+                ax_h.hist(window, bins=min(40, max(5, len(window) // 4)), density=True, histtype="step", lw=1.5,
+                          color=color, label=label)
         ax_t.set_xlabel("step")
         ax_t.set_ylabel("value of one weight (layer 2)")
         ax_t.set_title("one weight over the run")
@@ -322,7 +326,9 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
         ax_h.set_title("its distribution over the last 20 % of steps")
         ax_h.legend(fontsize=8)
         ax_t.legend(fontsize=8)
-        fig.suptitle(f"{task}: SGD converges to a point, the samplers explore")
+        traced = {label for label, a in rows if "weight_trace" in a and "[" not in label}
+        fig.suptitle(f"{task}: " + ("SGD converges to a point, the samplers explore" if "sgd" in traced
+                                    else "one weight of each sampler's chain"))
         fig.tight_layout()
         out.append(_save(fig, results_dir / f"{task}_weight.png"))
         # 2. top predicted probability on notMNIST, every sampler
@@ -331,7 +337,8 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
             h = a["maxprob_hist"]
             centers = 0.5 * (np.asarray(h["bins"][1:]) + np.asarray(h["bins"][:-1]))
             counts = np.asarray(h["counts"]["notmnist"], dtype=float)
-            ax.plot(centers, counts / counts.sum(), marker=".", label=label)
+            style = sampler_style(label)
+            ax.plot(centers, counts / counts.sum(), marker=".", label=label, color=style["color"], ls=style["ls"])
         ax.set_yscale("log")
         ax.set_xlabel("top predicted probability on a notMNIST letter")
         ax.set_ylabel("fraction of letters")
@@ -352,6 +359,8 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
             ax.set_title(label, fontsize=9)
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
+            ax.set_xlabel("confidence (top probability)", fontsize=8)
+            ax.set_ylabel("accuracy", fontsize=8)
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
         fig.suptitle(f"{task}: reliability (accuracy per confidence bin)")
@@ -361,7 +370,8 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(5.5, 5))
         for label, a in rows:
             roc = a["roc_notmnist"]
-            ax.plot(roc["fpr"], roc["tpr"], label=label)
+            style = sampler_style(label)
+            ax.plot(roc["fpr"], roc["tpr"], label=label, color=style["color"], ls=style["ls"])
         ax.plot([0, 1], [0, 1], "k:", lw=1)
         ax.set_xlabel("false positive rate (MNIST flagged)")
         ax.set_ylabel("true positive rate (notMNIST flagged)")
