@@ -37,6 +37,11 @@ The checks (:func:`list_checks` lists them; :data:`CHECKS` maps name -> function
     (largest measured at the default steps: sgld 3 %, psgld 4 %, sghmc 9 %, underdamped 8 %; the
     momentum samplers, with no noise-estimate correction, inflate the covariance by about
     lr * s^2 * N / (2 friction T)). For ``sgd``: the iterate average lies within 4 MCSE of the mode.
+``stationary_hypers``
+    ``stationary`` again with each of the sampler's own hyperparameters moved far from its default (its
+    closed upper bound, halfway to an open one, else 10x): the target must not depend on them. A
+    noise scale that is right only at the default value (a Taylor approximation of 1 - exp(-2 gamma),
+    say) fails here.
 ``step_bias``
     Discretisation bias must not shrink when the step grows: the variance error along the stiffest
     eigen-direction of P (where the bias of a discretisation is largest) at 4x the step must exceed
@@ -673,6 +678,50 @@ def check_tempered(cls, *, lr=None, protocol=None, **hyper) -> dict:
     if not cls.uses_noise:
         return _assert_mode("tempered", stats, problem, protocol, lr, temperature)
     return _assert_distribution("tempered", stats, problem, temperature, protocol, protocol.var_tol, lr)
+
+
+def _far_value(spec, value):
+    """A valid value of a numeric hyperparameter far from ``value``: its closed upper bound, halfway to
+    an open one, else 10x (None when there is none)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if spec.high is not None:
+        candidates = [spec.high] if not spec.high_open else [0.5 * (value + spec.high)]
+    else:
+        candidates = [10 * value if value > 0 else value + 10.0]
+    candidates.append(_other_value(spec, value))
+    for c in candidates:
+        if c is None or c == value:
+            continue
+        c = int(round(c)) if spec.integer else float(c)
+        try:
+            spec.check("", "", c)
+        except HyperparameterError:
+            continue
+        return c
+    return None
+
+
+@_check("stationary_hypers", statistical=True, applies=lambda cls: bool(cls.uses_noise and cls.hypers))
+def check_stationary_hypers(cls, *, lr=None, protocol=None, **hyper) -> dict:
+    """``stationary`` again with each own hyperparameter moved far from its default (its upper bound,
+    or 10x): the target must not depend on them (a noise scale right only at the default fails)."""
+    protocol, problem, lr = _setup(cls, lr, protocol)
+    out = {}
+    for k, (name, spec) in enumerate(cls.hypers.items()):
+        value = _far_value(spec, hyper.get(name, spec.default))
+        if value is None:
+            continue
+        stats = _run(cls, problem, lr, protocol, {**hyper, name: value}, temperature=1.0, seed=protocol.seed + 10 + k)
+        try:
+            numbers = _assert_distribution(f"stationary_hypers ({name}={value:g})", stats, problem, 1.0, protocol,
+                                           protocol.var_tol, lr)
+        except CheckFailed as exc:
+            raise CheckFailed(str(exc), {**exc.numbers, name: value}) from None
+        out[f"{name}={value:g}"] = numbers.get("max_abs_var_err")
+    if not out:
+        raise CheckNotApplicable(f"{_label(cls)} has no numeric hyperparameter of its own to move")
+    return out
 
 
 @_check("gradient_noise", statistical=True)

@@ -116,6 +116,28 @@ def test_stationary(sampler):
         assert result.numbers["max_dist_to_mode_sd"] <= 1e-3
 
 
+@pytest.mark.parametrize("sampler", ["sghmc", "underdamped", "psgld"])
+def test_stationary_with_each_own_hyperparameter_moved(sampler):
+    result = run_check("stationary_hypers", sampler, **SAMPLERS[sampler]).raise_for_failure()
+    assert result.numbers and all(err <= 0.10 for err in result.numbers.values())
+
+
+class TaylorOStep(sgmcmc.UnderdampedLangevin):
+    """WRONG: approximates the O-step's 1 - exp(-2 gamma) by 2 gamma (1 - gamma): right to 3 % at the
+    default friction 0.1, no noise at all at friction 1."""
+
+    @staticmethod
+    def _scale(group):
+        f = group["friction"]
+        return math.sqrt(2 * f * (1 - f) * group["lr"] * group["temperature"] / group["num_data"]) / (-math.expm1(-f))
+
+
+def test_a_noise_scale_right_only_at_the_default_hyperparameter_is_caught():
+    assert run_check("stationary", TaylorOStep).status == "passed"  # at the default friction it looks right
+    result = run_check("stationary_hypers", TaylorOStep)
+    assert result.status == "failed" and "friction=1" in result.message
+
+
 def test_step_bias_grows_for_sgld():
     result = run_check("step_bias", "sgld").raise_for_failure()
     n = result.numbers
