@@ -59,7 +59,9 @@ def test_list_checks_names_and_applicability():
         assert expected in names
     assert "step_bias" not in list_checks("sgd")  # no noise, no stationary variance
     assert "step_bias" in list_checks("sgld")
-    assert set(list_checks(statistical=True)) == {"stationary", "tempered", "gradient_noise", "step_bias"}
+    assert set(list_checks(statistical=True)) == {"stationary", "stationary_hypers", "tempered", "gradient_noise",
+                                                  "step_bias"}
+    assert "stationary_hypers" in list_checks("sghmc") and "stationary_hypers" not in list_checks("sgld")  # no own hypers
     with pytest.raises(KeyError, match="valid"):
         run_check("no_such_check", "sgld")
 
