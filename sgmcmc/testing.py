@@ -73,6 +73,9 @@ The checks (:func:`list_checks` lists them; :data:`CHECKS` maps name -> function
 ``independent_noise``
     Parameters that start equal and see equal gradients part ways (in one group and across two):
     each draws its own noise. Samplers with noise only.
+``noise_dtype``
+    A step on float64 parameters draws float64 noise, one on float32 parameters float32 noise (every
+    random op it runs, seen through a ``TorchDispatchMode``). Samplers with noise only.
 ``copy_and_overlap``
     ``copy.deepcopy`` and ``pickle`` taken mid-chain continue the chain bit for bit, and
     ``overlap_noise=True`` gives the same chain on parameters large enough to be drawn in several
@@ -1178,6 +1181,43 @@ def check_independent_noise(cls, *, lr=None, protocol=None, **hyper) -> dict:
             raise CheckFailed(f"independent_noise: parameters {', '.join(same)} started equal, saw equal gradients and are "
                               f"still equal after 3 steps ({groups} group(s)): they drew the same noise")
     return {}
+
+
+@_check("noise_dtype", applies=lambda cls: bool(cls.uses_noise))
+def check_noise_dtype(cls, *, lr=None, protocol=None, **hyper) -> dict:
+    """The noise is drawn in the parameters' own dtype (float64 parameters get float64 draws, float32 ones
+    float32): every random op a step runs makes tensors of the dtype of the parameters it serves."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class RandomOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen: list[tuple[str, torch.dtype]] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if torch.Tag.nondeterministic_seeded in getattr(func, "tags", ()):
+                for t in (out if isinstance(out, (list, tuple)) else [out]):
+                    if isinstance(t, torch.Tensor):
+                        self.seen.append((str(func.overloadpacket.__name__), t.dtype))
+            return out
+
+    out = {}
+    for dtype in (torch.float64, torch.float32):
+        params = _toy_params(dtype=dtype)
+        opt = _build(cls, params, hyper, generator=torch.Generator().manual_seed(2))
+        _toy_grads(params)
+        with RandomOps() as mode:
+            opt.step()
+        if not mode.seen:
+            raise CheckFailed(f"noise_dtype: a step on {dtype} parameters ran no random op torch knows of")
+        wrong = sorted({f"{name} -> {d}" for name, d in mode.seen if d != dtype})
+        if wrong:
+            raise CheckFailed(f"noise_dtype: a step on {dtype} parameters drew {', '.join(wrong)}: draw the noise "
+                              f"in the parameters' dtype (float32 draws upcast lose precision; float64 draws "
+                              f"cost twice and are rounded away)")
+        out[str(dtype).replace("torch.", "")] = sorted({name for name, _ in mode.seen})
+    return out
 
 
 @_check("copy_and_overlap")

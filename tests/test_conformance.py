@@ -349,6 +349,18 @@ class OneSeedPerStep(SGLD):
         self.state[params[0]]["t"] = t + 1
 
 
+class Float32Noise(SGLD):
+    """WRONG: draws float32 noise whatever the parameters' dtype (float64 parameters get upcast draws)."""
+
+    def _noise_std(self, group):
+        return 0.0
+
+    def _update(self, group, params, grads):
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
+        for p in params:
+            p.add_(torch.randn(p.shape, generator=self.generator).to(p.dtype), alpha=self.noise_scale(group))
+
+
 class UnboundedFriction(sgmcmc.SGHMC):
     """WRONG: declares friction without a range, and a negative one crashes the step."""
 
@@ -365,6 +377,7 @@ class UnboundedFriction(sgmcmc.SGHMC):
         (HoldsALambda, "copy_and_overlap"),
         (SegmentBlind, "copy_and_overlap"),
         (OneSeedPerStep, "independent_noise"),
+        (Float32Noise, "noise_dtype"),
         (UnboundedFriction, "hyperparameter_validation"),
         (CachesLr, "lr_schedulers"),
         (GlobalNoise, "reproducible"),
