@@ -1081,23 +1081,22 @@ def check_lr_schedulers(cls, *, lr=None, protocol=None, **hyper) -> dict:
     checkpoint = copy.deepcopy(opt.state_dict())
     saved = [p.detach().clone() for p in params]
     low = 0.25 * opt.param_groups[0]["lr"]
-    for g in opt.param_groups:
-        g["lr"] = low
-    went_on = []
-    for _ in range(3):
-        _toy_grads(params)
-        opt.step()
-        went_on.append(_snapshot(params))
+
+    def steps_at(o, ps) -> list[torch.Tensor]:
+        for g in o.param_groups:
+            g["lr"] = low
+        traj = []
+        for _ in range(3):
+            _toy_grads(ps)
+            o.step()
+            traj.append(_snapshot(ps))
+        return traj
+
+    went_on = steps_at(opt, params)
     fresh = [torch.nn.Parameter(t) for t in saved]
     opt2 = _build(cls, fresh, hyper, lr=low, generator=torch.Generator().manual_seed(99))
     opt2.load_state_dict(checkpoint)
-    for g in opt2.param_groups:
-        g["lr"] = low
-    resumed = []
-    for _ in range(3):
-        _toy_grads(fresh)
-        opt2.step()
-        resumed.append(_snapshot(fresh))
+    resumed = steps_at(opt2, fresh)
     if not _same(went_on, resumed):
         raise CheckFailed(f"lr_schedulers: after lr was lowered by hand mid-chain the chain differs from a fresh "
                           f"sampler resumed there at the new lr ({_first_diff(went_on, resumed)}): something derived "
