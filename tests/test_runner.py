@@ -469,3 +469,28 @@ def test_a_collapsed_sampler_gets_an_infinite_kl_that_survives_its_record(tmp_pa
     summary = pd.read_csv(tmp_path / "summary.csv")
     kl = summary[summary.metric == "kl"]
     assert dict(zip(kl.sampler, kl["rank"])) == {"sgld [custom]": 1, "sgd [custom]": 2}
+
+
+@pytest.mark.slow
+def test_a_worker_process_that_dies_leaves_failed_records_that_a_rerun_retries(tmp_path, monkeypatch):
+    """A sampler that kills its worker process (a segfault, the OOM killer): with --jobs 2 the parent
+    writes a failed record for every run the broken pool could not finish, the exit status is 1, and
+    the next invocation reruns exactly those."""
+    (tmp_path / "crashing.py").write_text(textwrap.dedent('''
+        import os
+        from sgmcmc import SGLD
+
+        class Crash(SGLD):
+            def _update(self, group, params, grads):
+                os._exit(3)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers get this process's sys.path
+    out = tmp_path / "results"
+    args = ("--tasks", "gauss-corr-2d", "--samplers", "crashing:Crash", "--no-sweep", "--no-report", "--jobs", "2",
+            "--results-dir", str(out))
+    assert run_cli(*args) == 1
+    recs = records(out)
+    assert recs and all(r["status"] == "failed" and "worker process died" in r["error"] for r in recs)
+    todo, done = runner.pending([runner.RunSpec.make(r["config"]["task"], r["config"]["sampler"], r["config"]["hyper"],
+                                                     r["config"]["seed"], r["config"]["profile"]) for r in recs], out)
+    assert len(todo) == len(recs) and not done
