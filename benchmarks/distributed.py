@@ -27,7 +27,8 @@ Decisions, each one a property the tests check:
   rest of the grid goes on.
 * **Workers that cannot import the project** would fail to unpickle every task and leave the client
   waiting: on an existing cluster the client asks every worker present to import it first, and
-  stops (exit 2) naming the workers that cannot.
+  stops (exit 2) naming the workers that cannot. While runs wait on a cluster with no worker
+  connected (none yet, or all gone), the client says so every ``STALL_LOG_S`` seconds.
   On an existing cluster the scheduler's own setting applies (dask's default is 3; start the
   scheduler with ``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1`` for the same behaviour).
 * **Ctrl-C** cancels the queued runs, closes the client and the LocalCluster we started (never a
@@ -47,6 +48,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from typing import Callable
 
@@ -56,6 +58,8 @@ from .runner import RunOptions, RunSpec
 INSTALL_HINT = 'pip install "sgmcmc-bench[dask]"'
 #: how often the LocalCluster retries a run whose worker died (so a deterministic crash costs two workers)
 LOCAL_ALLOWED_FAILURES = 1
+#: on an existing cluster, say so every this many seconds while no worker is connected and runs wait
+STALL_LOG_S = 60.0
 
 
 class DaskError(RuntimeError):
@@ -179,6 +183,7 @@ def execute_dask(todo: list[RunSpec], opts: RunOptions, *, jobs: int, scheduler:
                                data_dir=_absolute(opts.data_dir))
     cluster = client = None
     futures: dict = {}
+    stop = threading.Event()
     try:
         if scheduler is None:
             opts = dataclasses.replace(opts, threads=opts.threads or runner.cpu_threads_per_worker(jobs))
@@ -220,6 +225,9 @@ def execute_dask(todo: list[RunSpec], opts: RunOptions, *, jobs: int, scheduler:
                     "time (torch's RNG and thread count are per process): use `dask worker --nthreads 1 "
                     "--nworkers N`")
 
+        if scheduler is not None:  # a cluster we do not own may lose every worker: do not wait in silence
+            threading.Thread(target=_watch_workers, args=(client, futures, stop, scheduler, log),
+                             name="sgmcmc-dask-watch", daemon=True).start()
         hosts: dict[str, int] = {}
 
         def capacity() -> int:
@@ -261,7 +269,29 @@ def execute_dask(todo: list[RunSpec], opts: RunOptions, *, jobs: int, scheduler:
                 pass
         raise
     finally:
+        stop.set()
         if client is not None:
             client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _watch_workers(client, futures: dict, stop: threading.Event, scheduler: str, log: Callable[[str], None]) -> None:
+    """While runs wait on a cluster with no worker connected, log it every ``STALL_LOG_S`` seconds."""
+    idle_since = None
+    step = min(5.0, STALL_LOG_S)
+    last = 0.0
+    while not stop.wait(step):
+        try:
+            workers = client.nthreads()
+        except Exception:  # the client is closing
+            return
+        if workers or not futures:
+            idle_since, last = None, 0.0
+            continue
+        now = time.monotonic()
+        idle_since = idle_since or now
+        if now - idle_since >= STALL_LOG_S and now - last >= STALL_LOG_S:
+            last = now
+            log(f"dask: no worker connected to {scheduler} for {now - idle_since:.0f} s; {len(futures)} run(s) "
+                f"waiting (start workers with `dask worker {scheduler} --nthreads 1 --nworkers N`, or Ctrl-C)")

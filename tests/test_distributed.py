@@ -310,3 +310,34 @@ def test_existing_scheduler_runs_the_grid_and_is_left_running(tmp_path):
         for rec in recs.values():
             # one worker process on this host: each run gets all the host's cores
             assert rec["provenance"]["torch_threads"] == runner.cpu_threads_per_worker(1)
+
+
+@pytest.mark.slow
+def test_a_cluster_without_workers_is_reported_while_runs_wait(tmp_path, monkeypatch):
+    import threading
+
+    import torch
+
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(bdist, "STALL_LOG_S", 1.0)
+    threads = torch.get_num_threads()
+    cluster = distributed.LocalCluster(n_workers=0, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None, scheduler_kwargs={"dashboard": False,
+                                                                                 "dashboard_address": "127.0.0.1:0"})
+    try:
+        logs, got = [], []
+        spec = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "quick")
+        worker = threading.Thread(target=bdist.execute_dask, args=([spec], runner.RunOptions(results_dir=str(tmp_path))),
+                                  kwargs=dict(jobs=1, scheduler=cluster.scheduler_address, on_record=got.append,
+                                              log=logs.append))
+        worker.start()
+        deadline = time.time() + 60
+        while time.time() < deadline and not any("no worker connected" in m for m in logs):
+            time.sleep(0.1)
+        assert any("no worker connected" in m and "1 run(s) waiting" in m for m in logs), logs
+        cluster.scale(1)  # a worker joins: the grid goes on
+        worker.join(180)
+        assert not worker.is_alive() and [r["status"] for r in got] == ["ok"]
+    finally:
+        cluster.close()
+        torch.set_num_threads(threads)
