@@ -134,17 +134,14 @@ def workers_by_host(workers) -> dict[str, int]:
 
 
 def died_record(spec: RunSpec, exc: BaseException) -> dict:
-    """The ``failed`` record the client writes for a run whose worker died (the worker wrote nothing),
-    so the leaderboard shows the run as failed rather than dropping it; the next invocation retries it."""
+    """The ``failed`` record the client writes for a run whose worker died (:func:`runner.died_record`)."""
     from distributed import KilledWorker
 
     if isinstance(exc, KilledWorker):
         why = f"worker died while running it ({type(exc).__name__}: {exc})"
     else:
         why = f"{type(exc).__name__}: {exc}"
-    return {"schema": runner.SCHEMA_VERSION, "key": spec.key, "config": spec.config(), "status": "failed",
-            "metrics": {}, "error": f"{why}; run the same command again to retry",
-            "provenance": {**runner.base_provenance(), "device": "dask worker (died)"}}
+    return runner.died_record(spec, f"{why}; run the same command again to retry", device="dask worker (died)")
 
 
 def check_workers(client, log: Callable[[str], None]) -> None:

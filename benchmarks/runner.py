@@ -57,6 +57,12 @@ class RunSpec:
     def make(cls, task: str, sampler: str, hyper: dict, seed: int, profile: str, variant: str = "tuned") -> "RunSpec":
         return cls(task, sampler, tuple(sorted(hyper.items())), int(seed), profile, variant)
 
+    @classmethod
+    def from_config(cls, config: dict) -> "RunSpec":
+        """The spec a record's ``config`` (:meth:`config`) was made from."""
+        return cls.make(config["task"], config["sampler"], config["hyper"], config["seed"], config["profile"],
+                        config.get("variant", "tuned"))
+
     @property
     def hyper_dict(self) -> dict[str, Any]:
         return dict(self.hyper)
@@ -178,13 +184,19 @@ def _check_record(record: Any) -> str | None:
         if record.get(k) is not None and not _is_number(record[k]):
             return f"{k} must be a number, got {record[k]!r}"
     try:
-        spec = RunSpec.make(config["task"], config["sampler"], hyper, config["seed"], config["profile"],
-                            config.get("variant", "tuned"))
+        spec = RunSpec.from_config(config)
     except (TypeError, ValueError) as exc:
         return f"config cannot be read as a run ({exc})"
     if spec.key != record["key"]:
         return f"key {record['key']!r} is not the hash of its configuration ({spec.key}): edited by hand?"
     return None
+
+
+def died_record(spec: RunSpec, error: str, **provenance: Any) -> dict:
+    """The ``failed`` record written for a run whose worker process died (it wrote nothing itself):
+    the leaderboard shows the run as failed, and the next invocation retries it."""
+    return {"schema": SCHEMA_VERSION, "key": spec.key, "config": spec.config(), "status": "failed", "metrics": {},
+            "error": error, "provenance": {**base_provenance(), **provenance}}
 
 
 def read_record(path: str | os.PathLike) -> dict:
@@ -426,8 +438,7 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
         cfg = record["config"]
         if record["status"] != "ok":
             why = record.get("divergence", {}).get("reason") or record.get("error", "")
-            spec = RunSpec.make(cfg["task"], cfg["sampler"], cfg["hyper"], cfg["seed"], cfg["profile"],
-                                cfg.get("variant", "tuned"))
+            spec = RunSpec.from_config(cfg)
             where = f" at step {record['divergence']['step']}" if "divergence" in record else ""
             bar.write(f"  {record['status']}{where}: {spec.label()} [{spec.variant}]: "
                       f"{why.splitlines()[0] if why else ''}")
@@ -454,10 +465,8 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
                         finished(fut.result())
                     except Exception as exc:  # the worker process died: it wrote nothing, so the parent
                         spec = futures[fut]    # records the run as failed (a rerun retries it)
-                        write_record(opts.results_dir, {
-                            "schema": SCHEMA_VERSION, "key": spec.key, "config": spec.config(), "status": "failed",
-                            "metrics": {}, "error": f"worker process died: {type(exc).__name__}: {exc}",
-                            "provenance": base_provenance()})
+                        write_record(opts.results_dir,
+                                     died_record(spec, f"worker process died: {type(exc).__name__}: {exc}"))
                         summary.counts["failed"] += 1
                         summary.failures.append((spec.config(), f"worker died: {exc}"))
                         bar.write(f"  failed: {spec.label()}: worker died ({exc}); rerun to retry")
@@ -578,8 +587,6 @@ def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, 
     specs: list[RunSpec] = []
     selected = tasks_for(suite, profile)
     if tasks is not None:
-        from .tasks import all_tasks
-
         wanted = list(tasks)
         if not wanted:
             raise ValueError(f"--tasks names no task; valid for suite {suite!r} in profile {profile!r}: "
@@ -587,7 +594,7 @@ def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, 
         names_in_suite = [t.name for t in selected]
         unknown = [t for t in wanted if t not in names_in_suite]
         if unknown:
-            from .tasks import suites
+            from .tasks import all_tasks, suites
 
             known, in_suite = all_tasks(), suites().get(suite, [])
             elsewhere = [f"{t} runs only in profile(s) {', '.join(known[t].profiles)}" for t in unknown

@@ -491,6 +491,5 @@ def test_a_worker_process_that_dies_leaves_failed_records_that_a_rerun_retries(t
     assert run_cli(*args) == 1
     recs = records(out)
     assert recs and all(r["status"] == "failed" and "worker process died" in r["error"] for r in recs)
-    todo, done = runner.pending([runner.RunSpec.make(r["config"]["task"], r["config"]["sampler"], r["config"]["hyper"],
-                                                     r["config"]["seed"], r["config"]["profile"]) for r in recs], out)
+    todo, done = runner.pending([runner.RunSpec.from_config(r["config"]) for r in recs], out)
     assert len(todo) == len(recs) and not done
