@@ -85,8 +85,7 @@ _DATA_CACHE: dict[tuple, ImageData] = {}
 
 def load_real_data(ctx: RunContext, evaluate_on: str = "test") -> ImageData:
     """MNIST train (50k) and test (or validation, for tuning), notMNIST_small and Fashion-MNIST test."""
-    if evaluate_on not in ("test", "validation"):
-        raise ValueError(f"evaluate_on={evaluate_on!r}; valid: test, validation")
+    check_task_keys({"evaluate_on": evaluate_on})
     key = (ctx.data_dir, ctx.offline, str(ctx.device), evaluate_on)
     if key not in _DATA_CACHE:
         from .. import data as D
@@ -122,10 +121,7 @@ def check_task_keys(opts: dict[str, Any]) -> None:
 
 def _prior_precisions(model: torch.nn.Module, prior: str, prior_sd: float) -> list[float]:
     """1 / sigma^2 for every parameter tensor under the named prior."""
-    if prior not in ("isotropic", "fanin"):
-        raise ValueError(f"unknown prior {prior!r}; valid: isotropic, fanin")
-    if prior_sd <= 0:
-        raise ValueError(f"prior_sd={prior_sd!r} must be > 0")
+    check_task_keys({"prior": prior, "prior_sd": prior_sd})
     out = []
     for p in model.parameters():
         fan_in = p[0].numel() if (prior == "fanin" and p.dim() > 1) else 1
@@ -139,9 +135,6 @@ class MNISTTask(Task):
     suite = "mnist"
     metrics = MNIST_METRICS
     task_keys = TASK_KEYS
-
-    def check_task_keys(self, opts: dict[str, Any]) -> None:
-        check_task_keys(opts)
     summary_keys = ("error", "auroc_entropy")
 
     def __init__(self, name: str, model: str, profiles: tuple[str, ...], description: str,
@@ -149,6 +142,9 @@ class MNISTTask(Task):
         self.name, self.model, self.profiles, self.description = name, model, profiles, description
         self.data = data
         self.protocol_overrides = protocol_overrides or {}
+
+    def check_task_keys(self, opts: dict[str, Any]) -> None:
+        check_task_keys(opts)
 
     def check_ready(self, ctx: RunContext) -> None:
         """Load (and cache) every dataset now, so a missing one stops the suite with the loader's
@@ -295,15 +291,14 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
     out = []
     by_key = {r["key"]: r for r in records}
     for task in [t.name for t in MNIST_TASKS if t.name in set(frame.task)]:
+        from ..report import _row_order, sampler_style
+
         sub = frame[(frame.task == task) & (frame.status == "ok") & (frame.seed == 0)]
         rows = [(f"{r.sampler}" + ("" if r.variant == "tuned" else f" [{r.variant}]"), by_key[r.key].get("artifacts", {}))
-                for r in sub.itertuples()]
+                for r in sorted(sub.itertuples(), key=lambda r: _row_order(r.sampler, r.variant))]
         rows = [(label, a) for label, a in rows if a]
         if not rows:
             continue
-        from ..report import _row_order, sampler_style
-
-        rows.sort(key=lambda row: _row_order(row[0].partition(" [")[0], "tuned" if "[" not in row[0] else row[0]))
         # 1. one weight over steps, SGD against SGLD (and the rest), and its distribution in a window
         fig, (ax_t, ax_h) = plt.subplots(1, 2, figsize=(12, 4))
         for label, a in rows:
