@@ -683,26 +683,32 @@ def check_tempered(cls, *, lr=None, protocol=None, **hyper) -> dict:
     return _assert_distribution("tempered", stats, problem, temperature, protocol, protocol.var_tol, lr)
 
 
-def _far_value(spec, value):
-    """A valid value of a numeric hyperparameter far from ``value``: its closed upper bound, halfway to
-    an open one, else 10x (None when there is none)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if spec.high is not None:
-        candidates = [spec.high] if not spec.high_open else [0.5 * (value + spec.high)]
-    else:
-        candidates = [10 * value if value > 0 else value + 10.0]
-    candidates.append(_other_value(spec, value))
+def _first_valid(spec, value, candidates):
+    """The first of ``candidates`` (rounded for an integer hyperparameter) that ``spec`` accepts and that
+    differs from ``value``; None if none does."""
     for c in candidates:
-        if c is None or c == value:
+        if c is None:
             continue
         c = int(round(c)) if spec.integer else float(c)
         try:
             spec.check("", "", c)
         except HyperparameterError:
             continue
-        return c
+        if c != value:
+            return c
     return None
+
+
+def _far_value(spec, value):
+    """A valid value of a numeric hyperparameter far from ``value``: its closed upper bound, halfway to
+    an open one, else 10x (None when there is none)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if spec.high is not None:
+        far = spec.high if not spec.high_open else 0.5 * (value + spec.high)
+    else:
+        far = 10 * value if value > 0 else value + 10.0
+    return _first_valid(spec, value, [far, _other_value(spec, value)])
 
 
 @_check("stationary_hypers", statistical=True, applies=lambda cls: bool(cls.uses_noise and cls.hypers))
@@ -857,9 +863,8 @@ def _snapshot(params) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1).clone() for p in params])
 
 
-def _trajectory(cls, hyper, steps=8, *, params=None, opt_kwargs=None, before_step=None, lr=None) -> list[torch.Tensor]:
-    params = _toy_params() if params is None else params
-    opt = _build(cls, params, hyper, lr=lr, **(opt_kwargs or {}))
+def _advance(opt, params, steps: int, before_step=None) -> list[torch.Tensor]:
+    """``steps`` steps of ``opt`` on the toy gradients; the parameters' snapshot after each."""
     out = []
     for t in range(steps):
         _toy_grads(params)
@@ -868,6 +873,11 @@ def _trajectory(cls, hyper, steps=8, *, params=None, opt_kwargs=None, before_ste
         opt.step()
         out.append(_snapshot(params))
     return out
+
+
+def _trajectory(cls, hyper, steps=8, *, params=None, opt_kwargs=None, before_step=None, lr=None) -> list[torch.Tensor]:
+    params = _toy_params() if params is None else params
+    return _advance(_build(cls, params, hyper, lr=lr, **(opt_kwargs or {})), params, steps, before_step)
 
 
 def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
@@ -948,11 +958,7 @@ def check_state_dict_resume(cls, *, lr=None, protocol=None, **hyper) -> dict:
         torch.manual_seed(11)
         params = _toy_params()
         opt = make(params, 5)
-        resumed = []
-        for t in range(half):
-            _toy_grads(params)
-            opt.step()
-            resumed.append(_snapshot(params))
+        resumed = _advance(opt, params, half)
         buf = io.BytesIO()
         torch.save({"sampler": opt.state_dict(), "params": [p.detach().clone() for p in params],
                     "rng": torch.get_rng_state()}, buf)
@@ -967,10 +973,7 @@ def check_state_dict_resume(cls, *, lr=None, protocol=None, **hyper) -> dict:
         torch.manual_seed(4242)  # scramble the global generator, then restore it as a caller would
         if mode == "global":
             torch.set_rng_state(ckpt["rng"])
-        for t in range(half, total):
-            _toy_grads(fresh)
-            opt2.step()
-            resumed.append(_snapshot(fresh))
+        resumed += _advance(opt2, fresh, total - half)
         if not _same(straight, resumed):
             raise CheckFailed(f"state_dict_resume ({mode} generator): the resumed chain differs from the straight one "
                               f"({_first_diff(straight, resumed)})", {"mode": mode})
@@ -1075,9 +1078,7 @@ def check_lr_schedulers(cls, *, lr=None, protocol=None, **hyper) -> dict:
     gen = torch.Generator().manual_seed(21)
     params = _toy_params()
     opt = _build(cls, params, hyper, generator=gen)
-    for _ in range(3):
-        _toy_grads(params)
-        opt.step()
+    _advance(opt, params, 3)
     checkpoint = copy.deepcopy(opt.state_dict())
     saved = [p.detach().clone() for p in params]
     low = 0.25 * opt.param_groups[0]["lr"]
@@ -1085,12 +1086,7 @@ def check_lr_schedulers(cls, *, lr=None, protocol=None, **hyper) -> dict:
     def steps_at(o, ps) -> list[torch.Tensor]:
         for g in o.param_groups:
             g["lr"] = low
-        traj = []
-        for _ in range(3):
-            _toy_grads(ps)
-            o.step()
-            traj.append(_snapshot(ps))
-        return traj
+        return _advance(o, ps, 3)
 
     went_on = steps_at(opt, params)
     fresh = [torch.nn.Parameter(t) for t in saved]
@@ -1111,15 +1107,7 @@ def _other_value(spec, value):
     candidates = [value * 2 if value > 0 else value + 1.0, value * 0.5 if value > 0 else value - 1.0]
     if spec.high is not None:
         candidates.append(0.5 * (value + spec.high))
-    for c in candidates:
-        c = int(round(c)) if spec.integer else float(c)
-        try:
-            spec.check("", "", c)
-        except HyperparameterError:
-            continue
-        if c != value:
-            return c
-    return None
+    return _first_valid(spec, value, candidates)
 
 
 @_check("param_groups")
@@ -1138,11 +1126,7 @@ def check_param_groups(cls, *, lr=None, protocol=None, **hyper) -> dict:
         opt = cls(gs, lr_, num_data=_TOY_N, temperature=temperature, generator=torch.Generator().manual_seed(13),
                   **own_hyper)
         start = [p.detach().clone() for p in params]
-        traj = []
-        for _ in range(6):
-            _toy_grads(params)
-            opt.step()
-            traj.append(_snapshot(params))
+        traj = _advance(opt, params, 6)
         still = [i for i, (a, p) in enumerate(zip(start, params)) if torch.equal(a, p)]
         if still:
             raise CheckFailed(f"param_groups: parameter(s) {still} (of two groups) never moved in 6 steps: "
