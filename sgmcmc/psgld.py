@@ -34,6 +34,11 @@ class PSGLD(Sampler):
         self._flat_cache.clear()  # rebuilt from the loaded per-parameter state on the next step
         super().load_state_dict(state_dict)
 
+    @staticmethod
+    def _cache_key(group, params) -> tuple:
+        """A bucket's key in the flat cache: its group, device and dtype."""
+        return id(group), params[0].device, params[0].dtype
+
     def _buffers(self, group, params):
         """Flat V and scratch buffers for this bucket, the positions of parameters without state, and
         each parameter's position in the bucket (by ``id``).
@@ -44,7 +49,7 @@ class PSGLD(Sampler):
         ``load_state_dict``) the buffer is rebuilt from it. Nothing here writes ``self.state``.
         """
         first = params[0]
-        key = (id(group), first.device, first.dtype)
+        key = self._cache_key(group, params)
         cache = self._flat_cache.get(key)
         current = [self.state[p].get("square_avg") for p in params]
         if cache is None or len(cache[2]) != len(params) or any(v is not c for v, c in zip(current, cache[2])):
@@ -87,7 +92,7 @@ class PSGLD(Sampler):
     def _staged_finite(self, group, params):
         # the witness (the sum of the new V) overflowed: fine if every V is finite, but a g^2 past
         # the dtype's range would leave V = inf and G = 0 for good (the chain frozen), so refuse it
-        key = (id(group), params[0].device, params[0].dtype)
+        key = self._cache_key(group, params)
         return bool(torch.isfinite(self._flat_cache[key][1]).all())
 
     def _noise_std(self, group):
@@ -97,7 +102,7 @@ class PSGLD(Sampler):
         eps, lr = group["eps"], group["lr"]
         if not self._take_staged(params):
             self._stage(group, params, grads)
-        key = (id(group), params[0].device, params[0].dtype)
+        key = self._cache_key(group, params)
         old, new, old_views, new_views, _fresh, index = self._flat_cache[key]
         # commit: the scratch buffer holds the new V; the old one becomes the scratch
         self._flat_cache[key] = (new, old, new_views, old_views, [], index)
@@ -111,7 +116,7 @@ class PSGLD(Sampler):
             denom.rsqrt_()  # sqrt(G), for the noise phase
 
     def _update_noise(self, group, params, grads, noise):
-        key = (id(group), params[0].device, params[0].dtype)
+        key = self._cache_key(group, params)
         _v, _s, _v_views, sqrt_g, _fresh, index = self._flat_cache[key]  # sqrt(G) since _update, bucket order
         if len(params) != len(sqrt_g):  # a segment of the bucket (an overlapped step)
             sqrt_g = [sqrt_g[index[id(p)]] for p in params]
