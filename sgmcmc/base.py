@@ -10,7 +10,8 @@ noise scale.
 Subclasses implement :meth:`_update`, which receives one bucket of parameters (all on one device,
 of one dtype) with their gradients and performs the update with ``torch._foreach_*`` ops over the
 whole list. Gaussian noise comes from :meth:`_noise`, one flat buffer per bucket filled in place by
-``normal_`` (from the global generator, or the ``generator=`` given at construction).
+``normal_`` (from the global generator, or the ``generator=`` given at construction; on the CPU a
+large buffer is drawn in blocks of 2^16 values from parallel noise streams, see :meth:`_noise`).
 
 A step has two phases so that a NaN or Inf gradient is caught before anything changes: every
 bucket is first prepared (:meth:`_prepare`: optional work that reads the gradients but changes
@@ -121,18 +122,21 @@ class _StepJob:
     """The body of one overlapped step, run on the worker thread, while the stepping thread draws
     the declared noise, segment by segment (see ``Sampler._noise_entry``), signalling each one.
 
-    ``fills`` are (bucket position, segment, std) in draw order. A sampler that splits its update
+    ``fills`` are (bucket position, segment, std) in draw order; ``draws`` are (flat slice, stream,
+    std, fills released) in order: the bucket's draws (see ``Sampler._noise_entry``) drawn one after
+    another, each releasing the segments it completes. A sampler that splits its update
     (``_update_noise``) gets each segment's noise phase as soon as that segment is drawn, so only
     the last segment's noise phase is left when the draw ends; one that draws inside ``_update``
     (``_noise``) waits there for its whole bucket.
     """
 
-    __slots__ = ("sampler", "work", "fills", "events", "std", "all_drawn", "aborted", "done", "error")
+    __slots__ = ("sampler", "work", "fills", "draws", "events", "std", "all_drawn", "aborted", "done", "error")
 
-    def __init__(self, sampler: "Sampler", work: list, fills: list[tuple[int, tuple, float]]):
+    def __init__(self, sampler: "Sampler", work: list, fills: list[tuple[int, tuple, float]], draws: list[tuple]):
         self.sampler = sampler
         self.work = work
         self.fills = fills
+        self.draws = draws
         self.events = [threading.Event() for _ in fills]
         self.std = {}  # id(bucket buffer) -> (declared std, index of its last segment), until taken
         for k, (b, _seg, std) in enumerate(fills):
@@ -167,12 +171,16 @@ class _StepJob:
         finally:
             self.done.set()
 
-    def draw(self, generator: torch.Generator | None) -> None:
-        """In the stepping thread: draw every segment in order, releasing each at once."""
+    def draw(self) -> None:
+        """In the stepping thread: every draw in order, releasing each segment as soon as it is drawn."""
         try:
-            for event, (_b, (flat, _lo, _hi), std) in zip(self.events, self.fills):
-                flat.normal_(0.0, std, generator=generator)
-                event.set()
+            generators = self.sampler._stream_generators(1 + max(stream for _f, stream, _s, _u in self.draws))
+            released = 0
+            for flat, stream, std, upto in self.draws:
+                flat.normal_(0.0, std, generator=generators[stream])
+                while released < upto:
+                    self.events[released].set()
+                    released += 1
         except BaseException:
             self.aborted = True
             raise
@@ -199,39 +207,42 @@ class _StepJob:
         return True
 
     def wait(self) -> None:
-        """Until the worker is done with the parameters, whatever interrupts the wait."""
-        while True:
-            try:
-                self.done.wait()
-                return
-            except BaseException:  # e.g. Ctrl-C: the worker must not outlive the step
-                if self.done.is_set():
-                    raise
+        """Until the worker is done with the parameters, whatever interrupts the wait (e.g. Ctrl-C:
+        the worker must not outlive the step; the interrupt is raised once it is done)."""
+        _wait_through(self.done)
 
 
 class _NoiseWorker:
-    """One daemon thread that runs :class:`_StepJob`s; one per process (rebuilt after a fork)."""
+    """A pool of daemon threads that run jobs (objects with ``run()``): an overlapped step's
+    :class:`_StepJob`, or helpers of a parallel block draw (:class:`_BlockDraw`). One pool per
+    process (rebuilt after a fork), grown on demand; every thread runs its ops on one torch thread."""
 
     def __init__(self):
         self.pid = os.getpid()
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.ready = threading.Event()
-        threads = torch.get_num_threads()
-        threading.Thread(target=self._loop, name="sgmcmc-noise", daemon=True).start()
-        self.ready.wait()
-        # torch.set_num_threads in the worker also set the count that threads started later begin
-        # with; set it back (this thread's own count is unchanged)
-        torch.set_num_threads(threads)
+        self.size = 0
+        self.grow(1)
 
-    def _loop(self) -> None:
+    def grow(self, size: int) -> None:
+        while self.size < size:
+            ready = threading.Event()
+            threads = torch.get_num_threads()
+            threading.Thread(target=self._loop, args=(ready,), name=f"sgmcmc-noise-{self.size}", daemon=True).start()
+            ready.wait()
+            # torch.set_num_threads in the worker also set the count that threads started later begin
+            # with; set it back (this thread's own count is unchanged)
+            torch.set_num_threads(threads)
+            self.size += 1
+
+    def _loop(self, ready: threading.Event) -> None:
         # the worker's ops run on one thread: a second OpenMP team spinning beside the stepping
         # thread's own (and beside the forward/backward that follows) costs more than it gains
         torch.set_num_threads(1)
-        self.ready.set()
+        ready.set()
         while True:
             self.jobs.get().run()
 
-    def submit(self, job: _StepJob) -> None:
+    def submit(self, job) -> None:
         self.jobs.put(job)
 
 
@@ -239,15 +250,105 @@ _WORKER: _NoiseWorker | None = None
 _WORKER_LOCK = threading.Lock()
 
 
-def _noise_worker() -> _NoiseWorker:
+def _noise_worker(size: int = 1) -> _NoiseWorker:
+    """The process's pool, with at least ``size`` threads."""
     global _WORKER
     worker = _WORKER
-    if worker is None or worker.pid != os.getpid():
+    if worker is None or worker.pid != os.getpid() or worker.size < size:
         with _WORKER_LOCK:
             if _WORKER is None or _WORKER.pid != os.getpid():
                 _WORKER = _NoiseWorker()
+            _WORKER.grow(size)
             worker = _WORKER
     return worker
+
+
+#: on the CPU a bucket's noise is drawn in blocks of this many values, block k from stream k
+#: (see ``Sampler._noise``); part of the definition of a chain: changing it changes the draws
+NOISE_BLOCK_NUMEL = 1 << 16
+
+
+class _BlockDraw:
+    """One parallel draw: the calling thread and up to ``helpers`` pool threads take blocks from a
+    shared queue and fill each from its own generator, so the draws do not depend on which thread
+    drew which block (nor on how many threads there were). Helpers that start after the caller has
+    emptied the queue return at once; the caller waits only for those that started."""
+
+    __slots__ = ("todo", "std", "lock", "active", "closed", "idle", "error")
+
+    def __init__(self, blocks: list[tuple[torch.Tensor, torch.Generator | None]], std: float):
+        self.todo: queue.SimpleQueue = queue.SimpleQueue()
+        for block in blocks:
+            self.todo.put(block)
+        self.std = std
+        self.lock = threading.Lock()
+        self.active = 0
+        self.closed = False
+        self.idle = threading.Event()
+        self.error: BaseException | None = None
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                flat, generator = self.todo.get_nowait()
+            except queue.Empty:
+                return
+            flat.normal_(0.0, self.std, generator=generator)
+
+    def run(self) -> None:  # a pool thread
+        with self.lock:
+            if self.closed:
+                return
+            self.active += 1
+        try:
+            self._drain()
+        except BaseException as exc:  # re-raised in the calling thread
+            self.error = exc
+            self._empty()
+        finally:
+            with self.lock:
+                self.active -= 1
+                if self.closed and self.active == 0:
+                    self.idle.set()
+
+    def _empty(self) -> None:
+        while True:
+            try:
+                self.todo.get_nowait()
+            except queue.Empty:
+                return
+
+    def __call__(self, helpers: int) -> None:  # the calling thread
+        pool = _noise_worker(helpers)
+        for _ in range(helpers):
+            pool.submit(self)
+        try:
+            self._drain()
+        except BaseException:
+            self._empty()
+            raise
+        finally:
+            with self.lock:
+                self.closed = True
+                if self.active == 0:
+                    self.idle.set()
+            _wait_through(self.idle)  # no pool thread may still write into the buffer when this returns
+        if self.error is not None:
+            raise self.error
+
+
+def _wait_through(event: threading.Event) -> None:
+    """Wait for ``event`` even if the wait is interrupted (Ctrl-C); an interrupt that came meanwhile
+    is raised once the event is set, so it is not lost."""
+    pending = None
+    while True:
+        try:
+            event.wait()
+            break
+        except BaseException as exc:
+            pending = exc
+    if pending is not None:
+        raise pending
 
 
 #: Hyperparameters shared by every sampler.
@@ -317,6 +418,7 @@ class Sampler(torch.optim.Optimizer):
         if overlap_noise not in (None, True, False):
             raise HyperparameterError(f"{owner}: overlap_noise={overlap_noise!r}; valid: None (auto), True, False")
         self.overlap_noise = overlap_noise
+        self._streams: list[torch.Generator] = []  # noise streams 1, 2, ... (stream 0 is ``generator``)
         super().__init__(params, defaults)
 
     def _init_transient(self) -> None:
@@ -335,11 +437,12 @@ class Sampler(torch.optim.Optimizer):
         settings, generator and step count (caches are rebuilt)."""
         state = super().__getstate__()
         state.update(generator=self.generator, check_finite=self.check_finite, overlap_noise=self.overlap_noise,
-                     _step_counter=self._steps_done)
+                     _step_counter=self._steps_done, _streams=list(self._streams))
         return state
 
     def __setstate__(self, state: dict) -> None:
         self._init_transient()
+        state.setdefault("_streams", [])
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ validation
@@ -381,15 +484,26 @@ class Sampler(torch.optim.Optimizer):
         sd["step_count"] = self._steps_done
         if self.generator is not None:
             sd["generator_state"] = self.generator.get_state()
+        if self._streams:
+            sd["noise_stream_states"] = [g.get_state() for g in self._streams]
         return sd
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """torch.optim's, plus the step count and the generator's state; saved hyperparameters out of
-        range are refused before anything changes."""
+        """torch.optim's, plus the step count, the generator's state and the noise streams' states;
+        saved hyperparameters out of range are refused before anything changes."""
         state_dict = dict(state_dict)
         for group in state_dict.get("param_groups", []):
             self._validate(dict(group))
         gen_state = state_dict.pop("generator_state", None)
+        stream_states = state_dict.pop("noise_stream_states", [])
+        streams = []
+        try:
+            for st in stream_states:
+                streams.append(torch.Generator())
+                streams[-1].set_state(st)
+        except (TypeError, RuntimeError) as exc:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: 'noise_stream_states' must be a list of "
+                             f"CPU generator states (torch.Generator().get_state()): {exc}") from None
         if gen_state is not None and self.generator is None:
             warnings.warn(
                 f"{type(self).__name__}.load_state_dict: the saved state holds a generator's state but this "
@@ -403,6 +517,7 @@ class Sampler(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         if gen_state is not None and self.generator is not None:
             self.generator.set_state(gen_state)
+        self._streams = streams
         for group in self.param_groups:
             self._validate(group)
 
@@ -421,28 +536,63 @@ class Sampler(torch.optim.Optimizer):
     def _noise(self, params: list[torch.Tensor], std: float = 1.0) -> list[torch.Tensor]:
         """N(0, std^2) draws shaped like ``params``: views of one flat buffer filled in place.
 
-        ``normal_`` fills the bucket's buffer in place, one call per segment (a run of consecutive
-        parameters of >= 2^16 values, or the whole bucket; see :meth:`_noise_entry`); the scale
-        ``std`` costs nothing extra (it is applied inside the Box-Muller transform), so the noise
-        is a single pass over memory, and the views are cached, so a step allocates nothing. If
-        an overlapped ``step()`` is drawing this bucket (declared in :meth:`_noise_std`), this
-        waits for that draw instead: the same generator, order and scale, so the same draws.
+        ``normal_`` fills the bucket's buffer in place; the scale ``std`` costs nothing extra (it
+        is applied inside the Box-Muller transform), so the noise is a single pass over memory,
+        and the views are cached, so a step allocates nothing.
+
+        On the CPU the buffer is drawn in blocks of :data:`NOISE_BLOCK_NUMEL` (2^16) values, block k
+        from noise stream k: stream 0 is the sampler's generator (or the global one), streams
+        1, 2, ... are generators of the sampler's own, each seeded from stream 0 (one ``randint``
+        draw) the first time a bucket needs it, and saved in ``state_dict()``. torch's CPU
+        ``normal_`` runs on one thread, so with several torch threads the blocks are drawn in
+        parallel (a 478k-value buffer in ~0.9 ms on 2 cores instead of ~1.6 ms); the draws do not
+        depend on the thread count. A bucket of at most 2^16 values is one block: stream 0 alone,
+        exactly ``buffer.normal_(0, std, generator=generator)``. On other devices the buffer is
+        drawn from stream 0, one call per segment (see :meth:`_noise_entry`).
+
+        If an overlapped ``step()`` is drawing this bucket (declared in :meth:`_noise_std`), this
+        waits for that draw instead: the same streams, order and scale, so the same draws.
         """
         entry = self._noise_entry(params)
         job = self._overlap_job
         if job is None or not job.take(entry[0], std):
-            for flat, _lo, _hi in entry[2]:
-                flat.normal_(0.0, std, generator=self.generator)
+            draws = entry[3]
+            if len(draws) == 1 or draws[-1][1] == 0:  # one stream: the sampler's generator, in line
+                for flat, _stream in draws:
+                    flat.normal_(0.0, std, generator=self.generator)
+            else:
+                generators = self._stream_generators(draws[-1][1] + 1)
+                blocks = [(flat, generators[stream]) for flat, stream in draws]
+                helpers = min(torch.get_num_threads(), len(blocks)) - 1
+                if helpers < 1:
+                    for flat, generator in blocks:
+                        flat.normal_(0.0, std, generator=generator)
+                else:
+                    _BlockDraw(blocks, std)(helpers)
         return entry[1]
+
+    def _stream_generators(self, count: int) -> list[torch.Generator | None]:
+        """Noise streams 0 .. count - 1: the sampler's generator (None: the global one), then its own
+        streams, seeding the missing ones from stream 0 in order (one int64 draw each)."""
+        if len(self._streams) < count - 1:
+            parent = self.generator if self.generator is not None else torch.default_generator
+            while len(self._streams) < count - 1:
+                seed = int(torch.randint(0, 2**63 - 1, (), generator=parent, dtype=torch.int64))
+                self._streams.append(torch.Generator().manual_seed(seed))
+        return [self.generator, *self._streams[:count - 1]]
 
     def _noise_like(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
         return self._noise_entry(params)[1]
 
-    def _noise_entry(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple]]:
-        """(flat buffer, per-parameter views, segments) for this bucket; a segment is (flat slice,
-        first, end) over the parameters ``params[first:end]``. The noise is drawn segment by
-        segment, always the same way, so an overlapped step can start a segment's noise phase as
-        soon as it is drawn and the chain is the same whether steps overlap or not."""
+    def _noise_entry(
+        self, params: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple], list[tuple[torch.Tensor, int]]]:
+        """(flat buffer, per-parameter views, segments, draws) for this bucket. A segment is (flat
+        slice, first, end) over the parameters ``params[first:end]``: an overlapped step runs a
+        segment's noise phase as soon as the draws covering it are done. A draw is (flat slice,
+        stream): on the CPU the blocks of 2^16 values, block k from stream k; elsewhere the
+        segments, all from stream 0. The noise is always drawn the same way, so the chain is the
+        same whether steps overlap or not."""
         # fast path: the bucket lists ``step()`` caches are the same objects step after step
         entry = self._noise_by_list.get(id(params))
         if entry is not None and entry[0] is params:
@@ -462,15 +612,16 @@ class Sampler(torch.optim.Optimizer):
             views = [buf.view(first.shape)] if len(params) == 1 else [
                 chunk.view(p.shape) for chunk, p in zip(torch.split(buf, numels), params)
             ]
-            found = self._noise_views[key] = (buf, views, _segments(buf, numels))
+            found = self._noise_views[key] = (buf, views, segments := _segments(buf, numels), _draws(buf, segments))
         if len(self._noise_by_list) > 64:  # callers that pass a fresh list each time
             self._noise_by_list.clear()
         self._noise_by_list[id(params)] = (params, found)
         return found
 
-    def _noise_plan(self, work: list) -> list[tuple[int, tuple, float]] | None:
-        """The (bucket position, segment, std) draws of this step, in the order the buckets ask for
-        them, if overlapping them with the rest of the update pays; else None (draw in line).
+    def _noise_plan(self, work: list) -> tuple[list[tuple[int, tuple, float]], list[tuple]] | None:
+        """The (bucket position, segment, std) fills of this step, in the order the buckets ask for
+        them, and the draws that fill them (flat slice, stream, std, fills complete after it), if
+        overlapping them with the rest of the update pays; else None (draw in line).
 
         ``torch``'s CPU ``normal_`` runs on one thread (one generator stream), so on a CPU with
         threads to spare the stepping thread draws the noise while a worker thread runs the rest of
@@ -486,18 +637,25 @@ class Sampler(torch.optim.Optimizer):
             self.overlap_noise is None and (self._bucket_numel < _OVERLAP_MIN_NUMEL or torch.get_num_threads() < 2)
         ):
             return None
-        fills, total = [], 0
+        fills, draws, total = [], [], 0
         for b, (_gi, group, params, _grads, _offsets) in enumerate(work):
             std = self._declared_std(group)
             if std > 0.0:
-                buf, _views, segments = self._noise_entry(params)
+                buf, _views, segments, bucket_draws = self._noise_entry(params)
                 if buf.device.type != "cpu":
                     return None
                 total += buf.numel()
+                base = buf.storage_offset()
+                ends = [flat.storage_offset() - base + flat.numel() for flat, _lo, _hi in segments]
+                done = len(fills)
+                for flat, stream in bucket_draws:
+                    end = flat.storage_offset() - base + flat.numel()
+                    draws.append((flat, stream, float(std), done + sum(e <= end for e in ends)))
+                draws[-1] = (*draws[-1][:3], done + len(segments))  # the last draw completes the bucket
                 fills.extend((b, seg, float(std)) for seg in segments)
         if not fills or (self.overlap_noise is None and total < _OVERLAP_MIN_NUMEL):
             return None
-        return fills
+        return fills, draws
 
     # ------------------------------------------------------------------ step
     def _check_finite(
@@ -607,8 +765,8 @@ class Sampler(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         work = self._buckets()
-        fills = self._noise_plan(work) if work else None
-        if fills is None:
+        plan = self._noise_plan(work) if work else None
+        if plan is None:
             grad_was_enabled = torch.is_grad_enabled()
             torch._C._set_grad_enabled(False)
             try:
@@ -616,19 +774,23 @@ class Sampler(torch.optim.Optimizer):
             finally:
                 torch._C._set_grad_enabled(grad_was_enabled)
         else:
-            # a step refused by the worker (a non-finite gradient) must leave the generator as an
-            # in-line step leaves it (it checks before it draws): keep its state to put back
+            # a step refused by the worker (a non-finite gradient) must leave the noise streams as an
+            # in-line step leaves them (it checks before it draws): keep their states to put back
             generator = self.generator if self.generator is not None else torch.default_generator
             rng_state = generator.get_state()
-            job = self._overlap_job = _StepJob(self, work, fills)
+            streams = [(g, g.get_state()) for g in self._streams]
+            job = self._overlap_job = _StepJob(self, work, *plan)
             try:
                 _noise_worker().submit(job)
-                job.draw(self.generator)
+                job.draw()
             finally:
                 job.wait()
                 self._overlap_job = None
             if job.error is not None:
                 generator.set_state(rng_state)
+                del self._streams[len(streams):]  # streams first seeded by this step are seeded again
+                for g, st in streams:
+                    g.set_state(st)
                 raise job.error
         self._step_counter = self._steps_done + 1
         return loss
@@ -745,6 +907,16 @@ def _protocol(cls: type) -> tuple[bool, bool]:
 
 #: a noise segment closes once it holds this many values (or an eighth of its bucket, if more)
 _SEGMENT_MIN_NUMEL = 1 << 16
+
+
+def _draws(buf: torch.Tensor, segments: list[tuple]) -> list[tuple[torch.Tensor, int]]:
+    """How a bucket's buffer is drawn: (flat slice, noise stream) in order. On the CPU, blocks of
+    :data:`NOISE_BLOCK_NUMEL` values, block k from stream k (so they can be drawn in parallel);
+    elsewhere the segments, from stream 0."""
+    if buf.device.type != "cpu":
+        return [(flat, 0) for flat, _lo, _hi in segments]
+    size = NOISE_BLOCK_NUMEL
+    return [(buf[start:start + size], k) for k, start in enumerate(range(0, max(buf.numel(), 1), size))]
 
 
 def _segments(buf: torch.Tensor, numels: list[int]) -> list[tuple[torch.Tensor, int, int]]:

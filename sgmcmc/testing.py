@@ -56,7 +56,8 @@ The checks (:func:`list_checks` lists them; :data:`CHECKS` maps name -> function
 ``state_dict_resume``
     ``state_dict()`` saved mid-chain (through ``torch.save``/``torch.load``) and loaded into a fresh
     sampler continues the chain bit for bit: with an explicit generator its state travels in the
-    state dict; with the global generator the caller saves ``torch.get_rng_state()``.
+    state dict; with the global generator the caller saves ``torch.get_rng_state()``. Also on a
+    bucket of 90k values, whose CPU noise comes from two noise streams (their states travel too).
 ``optimizer_api``
     ``step()`` leaves ``p.grad`` as it found it; ``zero_grad()`` (set_to_none, and zeroing),
     ``step(closure)`` returning the loss, and hyperparameters exposed in ``param_groups``.
@@ -835,11 +836,13 @@ def measure_bias(
 _TOY_N = 50
 
 
-def _toy_params(seed: int = 0, dtype=torch.float32) -> list[torch.Tensor]:
+def _toy_params(seed: int = 0, dtype=torch.float32, big: bool = False) -> list[torch.Tensor]:
+    """Three small parameters; with ``big`` the middle one has 300 x 300 values, so the bucket's CPU
+    noise is drawn in two blocks from two noise streams (see ``Sampler._noise``)."""
     g = torch.Generator().manual_seed(seed)
     return [
         torch.nn.Parameter(torch.randn(3, 4, generator=g, dtype=dtype)),
-        torch.nn.Parameter(torch.randn(5, generator=g, dtype=dtype)),
+        torch.nn.Parameter(torch.randn(*((300, 300) if big else (5,)), generator=g, dtype=dtype)),
         torch.nn.Parameter(torch.randn(2, 2, 2, generator=g, dtype=dtype)),
     ]
 
@@ -942,21 +945,24 @@ def check_reproducible(cls, *, lr=None, protocol=None, **hyper) -> dict:
 
 @_check("state_dict_resume")
 def check_state_dict_resume(cls, *, lr=None, protocol=None, **hyper) -> dict:
-    """state_dict() mid-chain, loaded into a fresh sampler, continues the chain bit for bit."""
+    """state_dict() mid-chain, loaded into a fresh sampler, continues the chain bit for bit (with generator=,
+    with the global generator, and on a bucket large enough to be drawn from several noise streams)."""
     total, half = 10, 5
     out = {}
-    for mode in ("explicit", "global"):
+    for mode in ("explicit", "global", "streams"):
+        big = mode == "streams"
+
         def generator_kw(seed):
-            return {"generator": torch.Generator().manual_seed(seed)} if mode == "explicit" else {}
+            return {"generator": torch.Generator().manual_seed(seed)} if mode != "global" else {}
 
         def make(params, seed):
             return _build(cls, params, hyper, **generator_kw(seed))
 
         torch.manual_seed(11)
-        straight = _trajectory(cls, hyper, total, opt_kwargs=generator_kw(5))
+        straight = _trajectory(cls, hyper, total, params=_toy_params(big=big), opt_kwargs=generator_kw(5))
 
         torch.manual_seed(11)
-        params = _toy_params()
+        params = _toy_params(big=big)
         opt = make(params, 5)
         resumed = _advance(opt, params, half)
         buf = io.BytesIO()

@@ -73,7 +73,7 @@ def _big_chain(name, overlap, steps=4):
 @pytest.mark.parametrize("name", NOISY)
 def test_segmented_noise_overlapped_gives_the_same_chain_to_the_bit(name):
     inline, opt = _big_chain(name, overlap=False)
-    buf, _views, segments = opt._noise_entry(list(opt.param_groups[0]["params"]))
+    buf, _views, segments, _draws = opt._noise_entry(list(opt.param_groups[0]["params"]))
     assert [(lo, hi) for _flat, lo, hi in segments] == [(0, 1), (1, 3), (3, 4)]
     overlapped, _ = _big_chain(name, overlap=True)
     for a, b in zip(inline, overlapped):
@@ -414,3 +414,125 @@ def test_meta_parameters_step_with_the_finiteness_check_on():
     p.grad = torch.empty(4, device="meta")
     opt.step()
     assert p.device.type == "meta"
+
+
+# ---------------------------------------------------------------- noise streams (CPU block draws)
+BLOCK = sgmcmc.base.NOISE_BLOCK_NUMEL
+
+
+def _sgld_noise(numels, seed=1, threads=None, steps=1, **kw):
+    """The noise an SGLD step adds (zero gradient, std sqrt(2 h T / N) = 1): h = 0.5, N = 1."""
+    params = [torch.nn.Parameter(torch.zeros(n)) for n in numels]
+    opt = sgmcmc.SGLD(params, 0.5, num_data=1, generator=torch.Generator().manual_seed(seed), **kw)
+    before = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        out = []
+        for _ in range(steps):
+            for p in params:
+                p.grad = torch.zeros_like(p)
+            start = torch.cat([p.detach().flatten() for p in params])
+            opt.step()
+            out.append(torch.cat([p.detach().flatten() for p in params]) - start)
+    finally:
+        torch.set_num_threads(before)
+    return out, opt
+
+
+def test_cpu_noise_is_drawn_in_blocks_each_from_its_own_stream_seeded_from_the_generator():
+    # the documented contract, recomputed by hand: streams 1..k seeded from the generator (one
+    # int64 randint each, in order), then block k of 2^16 values drawn from stream k
+    n = 3 * BLOCK + 5
+    (noise,), opt = _sgld_noise([n - 5, 5])
+    parent = torch.Generator().manual_seed(1)
+    streams = [parent] + [
+        torch.Generator().manual_seed(int(torch.randint(0, 2**63 - 1, (), generator=parent, dtype=torch.int64)))
+        for _ in range(3)
+    ]
+    expected = torch.empty(n)
+    for k in range(4):
+        expected[k * BLOCK:(k + 1) * BLOCK].normal_(generator=streams[k])
+    assert torch.equal(noise, expected)
+    assert len(opt._streams) == 3
+
+
+def test_a_bucket_of_one_block_draws_exactly_from_the_generator():
+    (noise,), opt = _sgld_noise([BLOCK - 10, 10])
+    assert torch.equal(noise, torch.empty(BLOCK).normal_(generator=torch.Generator().manual_seed(1)))
+    assert opt._streams == []
+
+
+def test_block_noise_does_not_depend_on_the_thread_count():
+    one, _ = _sgld_noise([5 * BLOCK + 77], threads=1, steps=3)
+    two, _ = _sgld_noise([5 * BLOCK + 77], threads=2, steps=3)
+    four, _ = _sgld_noise([5 * BLOCK + 77], threads=4, steps=3)
+    for a, b, c in zip(one, two, four):
+        assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_block_noise_is_standard_normal_and_independent_across_blocks_and_steps():
+    # 8 blocks x 2 steps of 2^16 values: each block's mean within 4 standard errors of 0 (4 / 256)
+    # and its variance within 3 % of 1; blocks (and steps) uncorrelated within 4 / 256
+    noise, _ = _sgld_noise([8 * BLOCK], seed=3, steps=2)
+    blocks = torch.cat(noise).view(16, BLOCK).double()
+    assert blocks.mean(1).abs().max() < 4 / 256
+    assert (blocks.var(1) - 1).abs().max() < 0.03
+    corr = torch.corrcoef(blocks)
+    off = corr - torch.diag(torch.diag(corr))
+    assert off.abs().max() < 4 / 256
+
+
+def test_noise_streams_differ_between_samplers_sharing_the_global_generator():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.zeros(2 * BLOCK)) for _ in range(2)]
+    opts = [sgmcmc.SGLD([p], 0.5, num_data=1) for p in params]
+    for p, opt in zip(params, opts):
+        p.grad = torch.zeros_like(p)
+        opt.step()
+    # each sampler seeds its own stream 1 from the global generator: the second blocks differ
+    assert not torch.equal(params[0].detach()[BLOCK:], params[1].detach()[BLOCK:])
+
+
+def test_a_bad_saved_noise_stream_state_is_refused_and_changes_nothing():
+    _, opt = _sgld_noise([2 * BLOCK])
+    sd = opt.state_dict()
+    assert len(sd["noise_stream_states"]) == 1
+    streams = [g.get_state() for g in opt._streams]
+    sd["noise_stream_states"] = [torch.zeros(3, dtype=torch.uint8)]
+    with pytest.raises(ValueError, match="noise_stream_states"):
+        opt.load_state_dict(sd)
+    assert [g.get_state() for g in opt._streams][0].equal(streams[0])
+
+
+@pytest.mark.parametrize("name", NOISY)
+def test_a_refused_overlapped_first_step_leaves_the_streams_unseeded(name):
+    # in line, a NaN gradient is refused before any draw; overlapped, the draw has started: both
+    # must leave every stream (and the seeding of new ones) as if the step never happened
+    def chain(overlap):
+        g = torch.Generator().manual_seed(2)
+        params = [torch.nn.Parameter(torch.randn(3 * BLOCK, generator=g)), torch.nn.Parameter(torch.zeros(3))]
+        opt = sgmcmc.get(name)(params, 1e-3, num_data=50, overlap_noise=overlap,
+                               generator=torch.Generator().manual_seed(4))
+        for p in params:
+            p.grad = torch.ones_like(p)
+        params[1].grad[0] = float("nan")
+        with pytest.raises(NonFiniteGradientError):
+            opt.step()
+        assert opt._streams == []
+        for t in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g) * 0.1 + p.detach()
+            opt.step()
+        return [p.detach().clone() for p in params]
+
+    for a, b in zip(chain(False), chain(True)):
+        assert torch.equal(a, b)
+
+
+def test_a_parallel_draw_waits_for_its_helpers_and_leaves_no_draw_running():
+    draws = [(torch.empty(BLOCK), torch.Generator().manual_seed(k)) for k in range(6)]
+    sgmcmc.base._BlockDraw(draws, 2.0)(helpers=3)
+    for k, (flat, _g) in enumerate(draws):
+        assert torch.equal(flat, torch.empty(BLOCK).normal_(0.0, 2.0, generator=torch.Generator().manual_seed(k)))
+    assert sgmcmc.base._noise_worker().size >= 3
