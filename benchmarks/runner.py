@@ -331,8 +331,9 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))
     record["wall_time_s"] = time.perf_counter() - t0
+    openmp_wait = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
     record["provenance"] = {**base_provenance(), "device": str(device), "torch_threads": torch.get_num_threads(),
-                            "datasets": ctx.datasets}
+                            "openmp_wait": openmp_wait, "datasets": ctx.datasets}
     write_record(opts.results_dir, record)
     return record
 

@@ -16,6 +16,7 @@ current ones, interleaved in one process.
 
 from __future__ import annotations
 
+import benchmarks  # noqa: F401  (first: the suite's short OpenMP spin-wait, see benchmarks/__init__.py)
 import sys
 import time
 

@@ -11,6 +11,7 @@ torch's default thread count; it prints ms per step for every round. Not part of
 
 from __future__ import annotations
 
+import benchmarks  # noqa: F401  (first: the suite's short OpenMP spin-wait, see benchmarks/__init__.py)
 import argparse
 import subprocess
 import sys

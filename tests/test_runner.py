@@ -493,3 +493,38 @@ def test_a_worker_process_that_dies_leaves_failed_records_that_a_rerun_retries(t
     assert recs and all(r["status"] == "failed" and "worker process died" in r["error"] for r in recs)
     todo, done = runner.pending([runner.RunSpec.from_config(r["config"]) for r in recs], out)
     assert len(todo) == len(recs) and not done
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, {"GOMP_SPINCOUNT": "10000"}),  # the suite's short OpenMP spin-wait (see benchmarks/__init__.py)
+    ({"GOMP_SPINCOUNT": "500"}, {"GOMP_SPINCOUNT": "500"}),  # the user's own value wins
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, {"OMP_WAIT_POLICY": "ACTIVE"}),  # as does their wait policy
+])
+def test_the_suite_shortens_openmp_spin_wait_unless_the_user_set_it_and_records_it(tmp_path, env, expected):
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = textwrap.dedent(f"""
+        import json, sys
+        from benchmarks.__main__ import main
+        try:
+            main(["run", "toy", "--tasks", "gauss-corr-2d", "--samplers", "sgld", "--profile", "quick",
+                  "--no-sweep", "--results-dir", {str(tmp_path)!r}])
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
+    assert record["provenance"]["openmp_wait"] == expected
+
+
+def test_the_suite_leaves_openmp_alone_when_imported_after_torch():
+    import os
+
+    # libgomp has read its settings when torch loaded: setting them later would only mislead records
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    late = subprocess.run([sys.executable, "-c", "import torch, benchmarks, os; print(os.environ.get('GOMP_SPINCOUNT'))"],
+                          env=clean, capture_output=True, text=True, timeout=120)
+    assert late.stdout.strip() == "None", late.stderr[-2000:]
