@@ -54,13 +54,19 @@ def make_step(name: str):
     """A zero-argument callable doing one update of ``name``.
 
     ``name``: a sampler (as constructed by default); '<sampler>_overlap' (``overlap_noise=True``);
-    'torch_sgd'; 'normal_'; 'sgld_no_check' (sgld with check_finite=False);
+    'torch_sgd'; 'normal_' (one call on the flat buffer: the issue's reference); 'noise_blocks' (the
+    samplers' own draw alone: ``Sampler._noise``, blocks from parallel streams); 'sgld_no_check' (sgld
+    with check_finite=False);
     'finite_check' (the sampler's NaN/Inf check alone) or 'finite_check_v0' (the check as first written).
     """
     if name == "normal_":
         buf = torch.empty(NUM_PARAMS)
         return lambda: buf.normal_()
     params = mlp_params()
+    if name == "noise_blocks":
+        opt = sgmcmc.SGLD(params, 0.1, num_data=NUM_DATA)
+        opt.step()
+        return lambda: opt._noise(params)
     if name == "torch_sgd":
         return torch.optim.SGD(params, lr=0.1, foreach=True).step
     if name.endswith("_overlap"):  # the sampler with its noise drawn beside the update (overlap_noise=True)
@@ -90,7 +96,7 @@ def _sampler_step(mod, name: str, params: list[torch.Tensor], **extra):
 
 
 OVERLAP = [f"{n}_overlap" for n in SAMPLERS if n != "sgd"]
-CASES = ["normal_", "torch_sgd", *SAMPLERS, *OVERLAP, "sgld_no_check", "finite_check", "finite_check_v0"]
+CASES = ["normal_", "noise_blocks", "torch_sgd", *SAMPLERS, *OVERLAP, "sgld_no_check", "finite_check", "finite_check_v0"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -103,11 +109,12 @@ def test_step(benchmark, name):
 
 # ---------------------------------------------------------------------- table
 def _table(medians: dict[str, float], mins: dict[str, float]) -> str:
-    ref = medians["normal_"]
-    lines = ["| update | median ms | min ms | median / normal_ |", "|---|---|---|---|"]
+    ref, own = medians["normal_"], medians.get("noise_blocks", float("nan"))
+    lines = ["| update | median ms | min ms | median / normal_ | median / noise_blocks |", "|---|---|---|---|---|"]
     for name in CASES:
         if name in medians:
-            lines.append(f"| {name} | {medians[name] * 1e3:.3f} | {mins[name] * 1e3:.3f} | {medians[name] / ref:.2f} |")
+            lines.append(f"| {name} | {medians[name] * 1e3:.3f} | {mins[name] * 1e3:.3f} | {medians[name] / ref:.2f} "
+                         f"| {medians[name] / own:.2f} |")
     return "\n".join(lines)
 
 
@@ -166,7 +173,7 @@ def _before_after(rev: str, rounds: int = 200, warm: int = 2) -> str:
             (pkg / Path(f).name).write_text(text)
     sys.path.insert(0, str(tmp))
     before = importlib.import_module("sgmcmc_before")
-    steps = {"normal_": make_step("normal_")}
+    steps = {"normal_": make_step("normal_"), "noise_blocks": make_step("noise_blocks")}
     for name in SAMPLERS:
         for label, mod in ((f"{name} ({rev})", before), (name, sgmcmc)):
             steps[label] = _sampler_step(mod, name, mlp_params())
