@@ -116,6 +116,34 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+#: a record's temporary file older than this was left by a writer that was killed (a write takes ms)
+STALE_TEMP_S = 600.0
+
+
+def remove_stale_temp_files(results_dir: str | os.PathLike, older_than_s: float = STALE_TEMP_S) -> int:
+    """Delete the temporary files of record writes that never finished (the writer killed with
+    kill -9 between create and rename), if older than ``older_than_s``; returns how many."""
+    folder = records_dir(results_dir)
+    if not folder.is_dir():
+        return 0
+    now, removed = time.time(), 0
+    for tmp in folder.glob(".*.json.*.tmp"):
+        try:
+            if tmp.is_file() and now - tmp.stat().st_mtime > older_than_s:
+                tmp.unlink()
+                removed += 1
+        except FileNotFoundError:  # another suite cleaned it meanwhile
+            pass
+    return removed
+
+
+def longest_first(specs: list[RunSpec]) -> list[RunSpec]:
+    """``specs`` with the costliest tasks first (``Task.relative_cost``), otherwise in order."""
+    from .tasks import get_task
+
+    return sorted(specs, key=lambda spec: -get_task(spec.task).relative_cost)
+
+
 def _json_safe(obj: Any) -> Any:
     """NaN and +-Inf become null (strict JSON has no such numbers); numpy scalars become Python."""
     if isinstance(obj, dict):
@@ -427,8 +455,14 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
     summary = GridSummary(total=len(specs))
     todo, done = pending(specs, opts.results_dir, force, warn=log)
     summary.skipped = len(done)
+    stale = remove_stale_temp_files(opts.results_dir)
+    if stale:
+        log(f"removed {stale} temporary file(s) of record writes interrupted over {STALE_TEMP_S:.0f} s ago "
+            f"in {records_dir(opts.results_dir)}")
     if not todo:
         return summary
+    if jobs > 1 or executor == "dask":
+        todo = longest_first(todo)
     check_ready({spec.task for spec in todo}, opts)
     t0 = time.perf_counter()
     bar = tqdm(total=len(todo), desc="runs", unit="run", position=0, disable=None)

@@ -528,3 +528,34 @@ def test_the_suite_leaves_openmp_alone_when_imported_after_torch():
     late = subprocess.run([sys.executable, "-c", "import torch, benchmarks, os; print(os.environ.get('GOMP_SPINCOUNT'))"],
                           env=clean, capture_output=True, text=True, timeout=120)
     assert late.stdout.strip() == "None", late.stderr[-2000:]
+
+
+def test_stale_temporary_files_of_killed_record_writes_are_removed_and_fresh_ones_kept(tmp_path):
+    import os
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    stale, fresh = folder / ".abc.json.k1x2.tmp", folder / ".def.json.q9z8.tmp"
+    stale.write_text("{half a rec")
+    fresh.write_text("{being written")
+    old = time.time() - runner.STALE_TEMP_S - 60
+    os.utime(stale, (old, old))
+    messages = []
+    specs = runner.build_grid("toy", "quick", ["sgld"], seeds=1, sweep=False, tasks=["gauss-corr-2d"])
+    summary = runner.execute(specs, runner.RunOptions(results_dir=str(tmp_path)), log=messages.append)
+    assert summary.counts["ok"] == 1
+    assert not stale.exists() and fresh.exists()  # a write in progress (another suite) is left alone
+    assert any("removed 1 temporary file" in m for m in messages)
+
+
+def test_with_several_jobs_the_costliest_tasks_start_first_and_the_order_is_otherwise_kept():
+    specs = runner.build_grid("all", "full", ["sgld", "sghmc"], seeds=1, sweep=False)
+    ordered = runner.longest_first(specs)
+    tasks = [s.task for s in ordered]
+    assert sorted(ordered, key=lambda s: s.key) == sorted(specs, key=lambda s: s.key)  # the same runs
+    first_toy = next(i for i, t in enumerate(tasks) if not t.startswith("mnist"))
+    assert tasks[:first_toy].count("mnist-cnn") and all(t.startswith("mnist") for t in tasks[:first_toy])
+    assert tasks.index("mnist-cnn") < tasks.index("mnist-mlp")
+    assert not any(t.startswith("mnist") for t in tasks[first_toy:])
+    toy = [s.key for s in specs if not s.task.startswith("mnist")]
+    assert [s.key for s in ordered[first_toy:]] == toy  # stable among equals

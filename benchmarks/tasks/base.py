@@ -84,6 +84,9 @@ class Task(ABC):
     summary_keys: tuple[str, ...] = ()
     #: profiles in which this task is part of its suite
     profiles: tuple[str, ...] = PROFILES
+    #: rough cost of one run relative to a toy run; with --jobs the costliest runs start first, so the
+    #: grid does not end on one long run beside idle workers (an order, never a result)
+    relative_cost: float = 1.0
     #: task-wide keys a config row (or ``--hyper``) may set beside the sampler's own, with defaults
     task_keys: dict[str, Any] = {}
 

@@ -138,8 +138,10 @@ class MNISTTask(Task):
     summary_keys = ("error", "auroc_entropy")
 
     def __init__(self, name: str, model: str, profiles: tuple[str, ...], description: str,
-                 data: Callable[[RunContext, str], ImageData] = load_real_data, protocol_overrides: dict | None = None):
+                 data: Callable[[RunContext, str], ImageData] = load_real_data, protocol_overrides: dict | None = None,
+                 relative_cost: float = 1.0):
         self.name, self.model, self.profiles, self.description = name, model, profiles, description
+        self.relative_cost = relative_cost
         self.data = data
         self.protocol_overrides = protocol_overrides or {}
 
@@ -277,9 +279,10 @@ class MNISTTask(Task):
 MNIST_TASKS: tuple[MNISTTask, ...] = (
     MNISTTask("mnist-mlp", "mlp", ("quick", "default", "full"),
               "MLP 784-400-400-10 on MNIST (50k train), batch 100; test accuracy and calibration; "
-              "OOD: notMNIST_small and Fashion-MNIST test"),
+              "OOD: notMNIST_small and Fashion-MNIST test", relative_cost=20.0),  # ~80 s against ~4 s a toy run
     MNISTTask("mnist-cnn", "cnn", ("full",),
-              "LeNet-style CNN (conv32-pool-conv64-pool-fc200) on MNIST; same protocol and evaluation"),
+              "LeNet-style CNN (conv32-pool-conv64-pool-fc200) on MNIST; same protocol and evaluation",
+              relative_cost=200.0),  # ~13 min
 )
 
 
