@@ -260,15 +260,17 @@ def load_records(results_dir: str | os.PathLike, warn: Callable[[str], None] | N
 _PROVENANCE_CACHE: dict | None = None
 
 
-def git_commit() -> str | None:
-    """HEAD of the checkout this package runs from, with '+dirty' when it has local changes."""
-    root = Path(__file__).resolve().parent.parent
+def git_commit(root: str | os.PathLike | None = None) -> str | None:
+    """HEAD of the checkout this package runs from (or ``root``), with '+dirty' when a tracked file
+    outside ``results/`` has local changes: the suite's own outputs (records, tables, figures)
+    written into the checkout do not make the next run's code look edited."""
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root)
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"], cwd=root, capture_output=True, text=True, timeout=5)
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None

@@ -559,3 +559,22 @@ def test_with_several_jobs_the_costliest_tasks_start_first_and_the_order_is_othe
     assert not any(t.startswith("mnist") for t in tasks[first_toy:])
     toy = [s.key for s in specs if not s.task.startswith("mnist")]
     assert [s.key for s in ordered[first_toy:]] == toy  # stable among equals
+
+
+def test_git_commit_is_dirty_for_edited_code_but_not_for_the_suites_own_results(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "records").mkdir(parents=True)
+    (tmp_path / "results" / "records" / "a.json").write_text("{}\n")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    head = runner.git_commit(tmp_path)
+    assert head and not head.endswith("+dirty")
+    (tmp_path / "results" / "records" / "a.json").write_text('{"rerun": 1}\n')
+    assert runner.git_commit(tmp_path) == head  # a rewritten record is output, not an edit
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert runner.git_commit(tmp_path) == head + "+dirty"
