@@ -39,6 +39,11 @@ METRICS = [
 ]
 
 
+DEFAULT_SAMPLERS = "sgld,psgld,sghmc,underdamped"
+DEFAULT_TEMPERATURES = "1,0.3,0.1,0.03,0.01,0"
+DEFAULT_FIGURE = "results/mnist-mlp_temperature.png"
+
+
 def _floats(text: str, name: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -129,13 +134,15 @@ def plot(summary: pd.DataFrame, samplers: list[str], path: Path) -> Path:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--samplers", default="sgld,psgld,sghmc,underdamped")
-    ap.add_argument("--temperatures", default="1,0.3,0.1,0.03,0.01,0", type=lambda s: _floats(s, "--temperatures"))
+    ap.add_argument("--samplers", default=DEFAULT_SAMPLERS)
+    ap.add_argument("--temperatures", default=DEFAULT_TEMPERATURES, type=lambda s: _floats(s, "--temperatures"))
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--profile", default="default", choices=["quick", "default", "full"])
     ap.add_argument("--results-dir", default="results/studies/temperature")
-    ap.add_argument("--figure", default="results/mnist-mlp_temperature.png")
+    ap.add_argument("--figure", default=None,
+                    help=f"where to draw the curves (default {DEFAULT_FIGURE}, and then only for the whole default "
+                         f"grid: a subset would overwrite the published figure with part of it)")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
@@ -151,7 +158,16 @@ def main(argv=None) -> int:
     print(summary_line.line(), file=sys.stderr)
     summary = summarize(runner.load_records(args.results_dir), {s.key for s in specs})
     print(table(summary, samplers))
-    print(f"figure: {plot(summary, samplers, Path(args.figure))}", file=sys.stderr)
+    figure = args.figure
+    if figure is None:
+        whole = (samplers == DEFAULT_SAMPLERS.split(",")
+                 and set(args.temperatures) >= set(_floats(DEFAULT_TEMPERATURES, "--temperatures")))
+        if not whole:
+            print(f"figure: not redrawn ({DEFAULT_FIGURE} shows the whole default grid; this run selected part of "
+                  f"it: pass --figure PATH to draw these curves)", file=sys.stderr)
+            return 0
+        figure = DEFAULT_FIGURE
+    print(f"figure: {plot(summary, samplers, Path(figure))}", file=sys.stderr)
     return 0
 
 

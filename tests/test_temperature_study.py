@@ -67,3 +67,31 @@ def test_bad_arguments_exit_2_naming_the_value(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         _load().main(argv)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, drawn", [
+    ([], "results/mnist-mlp_temperature.png"),  # the whole default grid: the published figure
+    (["--samplers", "psgld", "--temperatures", "0.03,0.01,0", "--seeds", "3"], None),  # a part: left alone
+    (["--samplers", "psgld", "--figure", "psgld.png"], "psgld.png"),  # asked for: drawn there
+])
+def test_a_subset_run_does_not_overwrite_the_published_figure(argv, drawn, tmp_path, monkeypatch, capsys):
+    mod = _load()
+    monkeypatch.chdir(tmp_path)
+    asked = []
+
+    class Done:
+        def line(self):
+            return "0 runs"
+
+    def execute(specs, opts, **kw):  # no training here: every run is 'recorded' already
+        asked.extend(specs)
+        return Done()
+
+    monkeypatch.setattr(mod.runner, "execute", execute)
+    monkeypatch.setattr(mod.runner, "load_records", lambda d: [_record(s) for s in asked])
+    drawn_at = []
+    monkeypatch.setattr(mod, "plot", lambda summary, samplers, path: drawn_at.append(str(path)) or path)
+    assert mod.main(argv) == 0
+    assert drawn_at == ([drawn] if drawn else [])
+    if drawn is None:
+        assert "not redrawn" in capsys.readouterr().err
