@@ -320,9 +320,9 @@ class _BlockDraw:
 
     def __call__(self, helpers: int) -> None:  # the calling thread
         pool = _noise_worker(helpers)
-        for _ in range(helpers):
-            pool.submit(self)
         try:
+            for _ in range(helpers):
+                pool.submit(self)
             self._drain()
         except BaseException:
             self._empty()
