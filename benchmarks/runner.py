@@ -501,12 +501,11 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
                     try:
                         finished(fut.result())
                     except Exception as exc:  # the worker process died: it wrote nothing, so the parent
-                        spec = futures[fut]    # records the run as failed (a rerun retries it)
-                        write_record(opts.results_dir,
-                                     died_record(spec, f"worker process died: {type(exc).__name__}: {exc}"))
-                        summary.counts["failed"] += 1
-                        summary.failures.append((spec.config(), f"worker died: {exc}"))
-                        bar.write(f"  failed: {spec.label()}: worker died ({exc}); rerun to retry")
+                        # records the run as failed (a rerun retries it) and counts it as any other
+                        record = died_record(futures[fut], f"worker process died: {type(exc).__name__}: {exc}; "
+                                                           f"run the same command again to retry")
+                        write_record(opts.results_dir, record)
+                        finished(record)
 
                 try:
                     while remaining:
