@@ -557,7 +557,7 @@ class Sampler(torch.optim.Optimizer):
         job = self._overlap_job
         if job is None or not job.take(entry[0], std):
             draws = entry[3]
-            if len(draws) == 1 or draws[-1][1] == 0:  # one stream: the sampler's generator, in line
+            if draws[-1][1] == 0:  # one stream (the toy tasks' hot path): the sampler's generator, in line
                 for flat, _stream in draws:
                     flat.normal_(0.0, std, generator=self.generator)
             else:
