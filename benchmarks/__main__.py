@@ -108,8 +108,11 @@ def cmd_list(args) -> int:
     for name, task in all_tasks().items():
         print(f"  {name:18s} [{task.suite}] {task.description}")
     print("suites:")
-    for name, tasks in sorted(suites().items()):
-        print(f"  {name:6s} {', '.join(tasks)}")
+    known = suites()
+    width = max(map(len, known))
+    for name, tasks in sorted(known.items()):
+        note = "" if set(tasks) <= set(known["all"]) else "  (a study: not part of `all`)"
+        print(f"  {name:{width}s} {', '.join(tasks)}{note}")
     print(f"profiles: {', '.join(PROFILES)}")
     return 0
 

@@ -46,6 +46,19 @@ CANDIDATES = [
     ("underdamped", {"lr": 0.1, "friction": 0.1, "lr_decay_to": 0.1}),
 ]
 
+#: candidates of the cyclical protocol (task mnist-mlp-cyclical): the step size at each cycle's start
+CYCLICAL_CANDIDATES = [
+    ("sgd", {"lr": 0.1}), ("sgd", {"lr": 0.3}), ("sgd", {"lr": 1.0}),
+    ("sgld", {"lr": 0.1}), ("sgld", {"lr": 0.3}), ("sgld", {"lr": 0.5}), ("sgld", {"lr": 1.0}),
+    ("psgld", {"lr": 0.0003, "alpha": 0.99}), ("psgld", {"lr": 0.001, "alpha": 0.99}),
+    ("psgld", {"lr": 0.003, "alpha": 0.99}),
+    ("sghmc", {"lr": 0.03, "friction": 0.1}), ("sghmc", {"lr": 0.1, "friction": 0.1}),
+    ("sghmc", {"lr": 0.3, "friction": 0.1}),
+    ("underdamped", {"lr": 0.03, "friction": 0.1}), ("underdamped", {"lr": 0.1, "friction": 0.1}),
+    ("underdamped", {"lr": 0.3, "friction": 0.1}),
+]
+CANDIDATES_BY_TASK = {"mnist-mlp-cyclical": CYCLICAL_CANDIDATES}
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,7 +71,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
     specs = [runner.RunSpec.make(args.task, s, {**h, "evaluate_on": "validation"}, 100, args.profile, "tuning")
-             for s, h in CANDIDATES if only is None or s in only]
+             for s, h in CANDIDATES_BY_TASK.get(args.task, CANDIDATES) if only is None or s in only]
     summary = runner.execute(specs, runner.RunOptions(results_dir=args.results_dir, show_progress=True,
                                                                threads=args.threads),
                              jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))

@@ -188,3 +188,54 @@ def test_lr_decay_to_decays_the_step_geometrically_to_the_stated_fraction(monkey
 def test_lr_decay_to_out_of_range_is_named_with_the_valid_range(bad):
     with pytest.raises(ValueError, match=r"lr_decay_to=.* valid: \(0, 1\]"):
         tiny_task().run(sgmcmc.get("sgd"), {"lr": 0.1, "lr_decay_to": bad}, RunContext(seed=0, profile="quick"))
+
+
+class _Spy(sgmcmc.get("sgld")):
+    """sgld that logs the step size and temperature each step is taken with."""
+
+    log: list = []
+
+    def step(self, closure=None):
+        g = self.param_groups[0]
+        type(self).log.append((g["lr"], g["temperature"]))
+        return super().step(closure)
+
+
+def test_cyclical_protocol_schedules_step_noise_and_samples():
+    # 3 epochs x 20 steps = 60 steps, 3 cycles of 20: 15 exploring steps (T = 0), 5 sampling (T = 0.5)
+    task = tiny_task(cycles=3, explore=0.75, burn_in_epochs=0, thin=2)
+    _Spy.log = []
+    torch.manual_seed(0)
+    result = task.run(_Spy, {"lr": 0.05, "temperature": 0.5}, RunContext(seed=0, profile="quick"))
+    lrs, temps = zip(*_Spy.log)
+    assert len(lrs) == 60
+    for t in range(60):
+        pos = t % 20
+        assert lrs[t] == pytest.approx(0.05 * (1 + np.cos(np.pi * pos / 20)) / 2, rel=1e-9, abs=1e-12), t
+        assert temps[t] == (0.0 if pos < 15 else 0.5), t
+    # kept: the states after sampling-stage steps at positions 15, 17, 19 of every cycle (the last at its end)
+    assert result.metrics["samples"] == 3 * 3
+    assert result.metrics["accuracy"] > 0.5
+
+
+def test_cyclical_protocol_refuses_bad_plans():
+    for proto, match in [({"cycles": 7}, "does not divide the run's 60 steps"),
+                         ({"cycles": 3, "explore": 1.0}, r"explore=1.0 is out of range; valid: \[0, 1\)"),
+                         ({"cycles": -1}, r"cycles=-1 is out of range; valid: an integer in \[1, 60\]")]:
+        with pytest.raises(ValueError, match=match):
+            tiny_task(burn_in_epochs=0, **proto).run(sgmcmc.get("sgld"), {"lr": 0.05}, RunContext(seed=0, profile="quick"))
+    with pytest.raises(ValueError, match="lr_decay_to=0.1 cannot combine with the cyclical protocol"):
+        tiny_task(cycles=3, explore=0.5).run(sgmcmc.get("sgld"), {"lr": 0.05, "lr_decay_to": 0.1},
+                                             RunContext(seed=0, profile="quick"))
+
+
+def test_cyclical_task_is_a_study_suite_outside_all():
+    from benchmarks.tasks import get_task, suites, tasks_for
+
+    known = suites()
+    assert known["cyclical"] == ["mnist-mlp-cyclical"]
+    assert "mnist-mlp-cyclical" not in known["all"] and "mnist-mlp-cyclical" not in known["mnist"]
+    assert [t.name for t in tasks_for("cyclical", "default")] == ["mnist-mlp-cyclical"]
+    proto = get_task("mnist-mlp-cyclical").protocol("default")
+    assert (proto["cycles"], proto["explore"], proto["burn_in_epochs"], proto["epochs"]) == (4, 0.8, 0, 20)
+    assert get_task("mnist-mlp").protocol("default")["cycles"] == 0

@@ -1,7 +1,8 @@
 """Task families and suites.
 
 A suite is a named list of tasks; a task belongs to the suites of its ``suite`` attribute and to
-``all``. Tasks are looked up by name with :func:`get_task`.
+``all``, unless it is a study's (``in_all = False``: ``run all`` reproduces the published
+leaderboard, and a study is run on its own, ``run <suite>``). Tasks are looked up by name with :func:`get_task`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def suites() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for task in all_tasks().values():
         out.setdefault(task.suite, []).append(task.name)
-    out["all"] = [name for names in list(out.values()) for name in names]
+    tasks = all_tasks()
+    out["all"] = [name for names in list(out.values()) for name in names if tasks[name].in_all]
     for alias, target in SUITE_ALIASES.items():
         if target in out:
             out[alias] = out[target]

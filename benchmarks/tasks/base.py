@@ -84,6 +84,9 @@ class Task(ABC):
     summary_keys: tuple[str, ...] = ()
     #: profiles in which this task is part of its suite
     profiles: tuple[str, ...] = PROFILES
+    #: False for a study suite's task: ``run all`` (the published leaderboard) leaves it out, and
+    #: ``run <its suite>`` runs it
+    in_all: bool = True
     #: rough cost of one run relative to a toy run; with --jobs the costliest runs start first, so the
     #: grid does not end on one long run beside idle workers (an order, never a result)
     relative_cost: float = 1.0

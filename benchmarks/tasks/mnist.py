@@ -18,6 +18,16 @@ set, notMNIST_small and Fashion-MNIST test (samples are never stored). The last 
 predictions give the ``single_*`` metrics (one network, no averaging). ``evaluate_on =
 "validation"`` swaps the MNIST test set for the 10,000 validation images: configs are tuned so.
 
+The cyclical protocol (task ``mnist-mlp-cyclical``; Zhang et al. 2020, "Cyclical stochastic gradient
+MCMC for Bayesian deep learning"): the same budget cut into ``cycles`` equal cycles. Within a cycle
+the step size follows a cosine from ``lr`` down to 0 (``torch.optim.lr_scheduler.
+CosineAnnealingWarmRestarts``, stepped every iteration). The first ``explore`` fraction of a cycle is
+exploration: the sampler runs with temperature 0 (no noise: its optimiser, e.g. sgld is SGD, sghmc
+SGD with momentum). The rest is sampling, at the row's temperature (1 unless a config says
+otherwise), and a sample is kept every ``thin`` steps of it, the last at the cycle's end. There is
+no separate burn-in: every cycle's sampling stage counts. Every sampler, SGD included, runs the same
+schedule; its step size ``lr`` is tuned on validation like the constant protocol's.
+
 ``lr_decay_to`` (default 1: a constant step) decays the step size geometrically over the run, from
 ``lr`` at the first step to ``lr * lr_decay_to`` at the last (``torch.optim.lr_scheduler.LambdaLR``
 stepped every iteration; every kept sample weighs the same in the predictive).
@@ -40,10 +50,13 @@ from ..models import build_model
 from .base import Diverged, Metric, RunContext, RunResult, Stopwatch, Task, build_sampler, check_profile
 
 MNIST_PROFILES = {
-    "quick": dict(epochs=2, burn_in_epochs=1, thin=100, batch_size=100),
-    "default": dict(epochs=20, burn_in_epochs=10, thin=100, batch_size=100),
-    "full": dict(epochs=20, burn_in_epochs=10, thin=100, batch_size=100),
+    "quick": dict(epochs=2, burn_in_epochs=1, thin=100, batch_size=100, cycles=0, explore=0.0),
+    "default": dict(epochs=20, burn_in_epochs=10, thin=100, batch_size=100, cycles=0, explore=0.0),
+    "full": dict(epochs=20, burn_in_epochs=10, thin=100, batch_size=100, cycles=0, explore=0.0),
 }
+
+#: the cyclical protocol (Zhang et al. 2020, cSG-MCMC): a task variant's overrides of the profile
+CYCLICAL = dict(cycles=4, explore=0.8, burn_in_epochs=0, thin=50)
 
 #: task-level keys a config row may set beside the sampler's hyperparameters
 TASK_KEYS = {"prior": "isotropic", "prior_sd": 1.0, "evaluate_on": "test", "lr_decay_to": 1.0}
@@ -119,6 +132,21 @@ def check_task_keys(opts: dict[str, Any]) -> None:
         raise ValueError(f"lr_decay_to={decay_to!r} is out of range; valid: (0, 1] (1: a constant step size)")
 
 
+def _cycle_plan(proto: dict, total: int) -> tuple[int, int]:
+    """(steps per cycle, exploration steps per cycle) of a cyclical protocol; (0, 0) for a constant one."""
+    cycles, explore = proto.get("cycles", 0), proto.get("explore", 0.0)
+    if cycles == 0:
+        return 0, 0
+    if isinstance(cycles, bool) or not isinstance(cycles, int) or not 1 <= cycles <= total:
+        raise ValueError(f"cycles={cycles!r} is out of range; valid: an integer in [1, {total}] (0: no cycles)")
+    if not 0.0 <= explore < 1.0:
+        raise ValueError(f"explore={explore!r} is out of range; valid: [0, 1)")
+    cycle_len = total // cycles
+    if cycle_len * cycles != total:
+        raise ValueError(f"cycles={cycles} does not divide the run's {total} steps; valid: a divisor of {total}")
+    return cycle_len, int(round(explore * cycle_len))
+
+
 def _prior_precisions(model: torch.nn.Module, prior: str, prior_sd: float) -> list[float]:
     """1 / sigma^2 for every parameter tensor under the named prior."""
     check_task_keys({"prior": prior, "prior_sd": prior_sd})
@@ -139,8 +167,9 @@ class MNISTTask(Task):
 
     def __init__(self, name: str, model: str, profiles: tuple[str, ...], description: str,
                  data: Callable[[RunContext, str], ImageData] = load_real_data, protocol_overrides: dict | None = None,
-                 relative_cost: float = 1.0):
+                 relative_cost: float = 1.0, suite: str = "mnist"):
         self.name, self.model, self.profiles, self.description = name, model, profiles, description
+        self.suite, self.in_all = suite, suite == "mnist"
         self.relative_cost = relative_cost
         self.data = data
         self.protocol_overrides = protocol_overrides or {}
@@ -192,7 +221,14 @@ class MNISTTask(Task):
         step = 0
         batches = Batches(data.train_x, data.train_y, bs, generator=gen)
         schedule = None
-        if decay_to != 1.0:
+        cycle_len, explore_steps = _cycle_plan(proto, total)
+        if cycle_len and decay_to != 1.0:
+            raise ValueError(f"lr_decay_to={decay_to!r} cannot combine with the cyclical protocol of {self.name} "
+                             "(its step size already follows a cosine within each cycle); valid: 1")
+        if cycle_len:
+            schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(sampler, T_0=cycle_len)
+            temperatures = [g["temperature"] for g in sampler.param_groups]
+        elif decay_to != 1.0:
             rate = math.log(decay_to) / max(total - 1, 1)
             schedule = torch.optim.lr_scheduler.LambdaLR(sampler, lambda t: math.exp(rate * min(t, total - 1)))
         for _epoch in range(proto["epochs"]):
@@ -205,6 +241,11 @@ class MNISTTask(Task):
                     grads = [p.grad for p in params]
                     for g, p, prec in zip(grads, params, precisions):
                         g.add_(p.detach(), alpha=prec / num_data)  # grad of -log p(theta) / N
+                    if cycle_len:
+                        pos = step % cycle_len  # this step's place in its cycle
+                        if pos == 0 or pos == explore_steps:  # exploration (T = 0) starts / sampling starts
+                            for group, temp in zip(sampler.param_groups, temperatures):
+                                group["temperature"] = 0.0 if pos < explore_steps else temp
                     try:
                         sampler.step()
                     except FloatingPointError as exc:
@@ -214,7 +255,11 @@ class MNISTTask(Task):
                     if step % trace_every == 0:
                         weight_trace[step // trace_every] = traced.detach().reshape(-1)[0]
                     step += 1
-                    if step > burn_in and (step - burn_in) % thin == 0:
+                    if cycle_len:
+                        keep = pos >= explore_steps and (cycle_len - 1 - pos) % thin == 0
+                    else:
+                        keep = step > burn_in and (step - burn_in) % thin == 0
+                    if keep:
                         with eval_watch:
                             last_probs = self._predict(model, eval_x)
                             prob_sum += last_probs
@@ -280,6 +325,10 @@ MNIST_TASKS: tuple[MNISTTask, ...] = (
     MNISTTask("mnist-mlp", "mlp", ("quick", "default", "full"),
               "MLP 784-400-400-10 on MNIST (50k train), batch 100; test accuracy and calibration; "
               "OOD: notMNIST_small and Fashion-MNIST test", relative_cost=20.0),  # ~80 s against ~4 s a toy run
+    MNISTTask("mnist-mlp-cyclical", "mlp", ("quick", "default", "full"),
+              "the MLP under the cyclical protocol (cSG-MCMC: 4 cosine cycles, the first 80 % of each without "
+              "noise, samples from the last 20 %); same data, budget and evaluation",
+              protocol_overrides=CYCLICAL, relative_cost=20.0, suite="cyclical"),
     MNISTTask("mnist-cnn", "cnn", ("full",),
               "LeNet-style CNN (conv32-pool-conv64-pool-fc200) on MNIST; same protocol and evaluation",
               relative_cost=200.0),  # ~13 min
