@@ -239,3 +239,15 @@ def test_cyclical_task_is_a_study_suite_outside_all():
     proto = get_task("mnist-mlp-cyclical").protocol("default")
     assert (proto["cycles"], proto["explore"], proto["burn_in_epochs"], proto["epochs"]) == (4, 0.8, 0, 20)
     assert get_task("mnist-mlp").protocol("default")["cycles"] == 0
+
+
+def test_cyclical_explore_key_overrides_the_fraction_and_is_checked():
+    task = tiny_task(cycles=3, explore=0.75, burn_in_epochs=0, thin=2)
+    _Spy.log = []
+    result = task.run(_Spy, {"lr": 0.05, "explore": 0.0}, RunContext(seed=0, profile="quick"))
+    assert all(temp == 1.0 for _lr, temp in _Spy.log) and len(_Spy.log) == 60  # noise throughout
+    assert result.metrics["samples"] == 3 * 10  # every 2nd of the 20 steps of each cycle
+    with pytest.raises(ValueError, match=r"explore=0.5 applies to a cyclical protocol only; mnist-synthetic has none"):
+        tiny_task().run(sgmcmc.get("sgld"), {"lr": 0.05, "explore": 0.5}, RunContext(seed=0, profile="quick"))
+    with pytest.raises(ValueError, match=r"explore=1.5 is out of range; valid: \[0, 1\)"):
+        mnist_task.check_task_keys({"explore": 1.5})

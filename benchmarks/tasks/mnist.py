@@ -26,7 +26,8 @@ exploration: the sampler runs with temperature 0 (no noise: its optimiser, e.g. 
 SGD with momentum). The rest is sampling, at the row's temperature (1 unless a config says
 otherwise), and a sample is kept every ``thin`` steps of it, the last at the cycle's end. There is
 no separate burn-in: every cycle's sampling stage counts. Every sampler, SGD included, runs the same
-schedule; its step size ``lr`` is tuned on validation like the constant protocol's.
+schedule; its step size ``lr`` is tuned on validation like the constant protocol's. The task key
+``explore`` (``--hyper explore=0``) overrides the exploration fraction, for ablations.
 
 ``lr_decay_to`` (default 1: a constant step) decays the step size geometrically over the run, from
 ``lr`` at the first step to ``lr * lr_decay_to`` at the last (``torch.optim.lr_scheduler.LambdaLR``
@@ -59,7 +60,7 @@ MNIST_PROFILES = {
 CYCLICAL = dict(cycles=4, explore=0.8, burn_in_epochs=0, thin=50)
 
 #: task-level keys a config row may set beside the sampler's hyperparameters
-TASK_KEYS = {"prior": "isotropic", "prior_sd": 1.0, "evaluate_on": "test", "lr_decay_to": 1.0}
+TASK_KEYS = {"prior": "isotropic", "prior_sd": 1.0, "evaluate_on": "test", "lr_decay_to": 1.0, "explore": None}
 
 CONFIDENT = 0.9  # the "confidently wrong on letters" threshold of max probability
 
@@ -127,6 +128,11 @@ def check_task_keys(opts: dict[str, Any]) -> None:
     where = opts.get("evaluate_on", "test")
     if where not in ("test", "validation"):
         raise ValueError(f"evaluate_on={where!r}; valid: test, validation")
+    explore = opts.get("explore")
+    if explore is not None and (isinstance(explore, bool) or not isinstance(explore, (int, float))
+                                or not 0.0 <= explore < 1.0):
+        raise ValueError(f"explore={explore!r} is out of range; valid: [0, 1) (the cyclical protocol's "
+                         "noiseless fraction of each cycle)")
     decay_to = opts.get("lr_decay_to", 1.0)
     if isinstance(decay_to, bool) or not isinstance(decay_to, (int, float)) or not 0.0 < decay_to <= 1.0:
         raise ValueError(f"lr_decay_to={decay_to!r} is out of range; valid: (0, 1] (1: a constant step size)")
@@ -201,6 +207,11 @@ class MNISTTask(Task):
         precisions = _prior_precisions(model, task_opts["prior"], float(task_opts["prior_sd"]))
         sampler = build_sampler(sampler_cls, params, hyper, num_data)
         decay_to = task_opts["lr_decay_to"]
+        if task_opts["explore"] is not None:  # an ablation of the cyclical protocol (see the module docstring)
+            if not proto.get("cycles"):
+                raise ValueError(f"explore={task_opts['explore']!r} applies to a cyclical protocol only; {self.name} "
+                                 "has none (valid: the task mnist-mlp-cyclical)")
+            proto = {**proto, "explore": float(task_opts["explore"])}
 
         # one weight of the second layer, traced every step for the weight-distribution figure
         traced = params[2] if len(params) > 2 else params[0]
