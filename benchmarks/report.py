@@ -119,12 +119,33 @@ def task_table(frame: pd.DataFrame, task: str) -> tuple[pd.DataFrame, pd.DataFra
     return pd.DataFrame(display_rows), pd.DataFrame(long_rows)
 
 
+def _custom_label(sampler: str, hyper_label: str, frame: pd.DataFrame) -> str:
+    """``sampler [custom]``, or, when the sampler was run with several ``--hyper`` overrides,
+    ``sampler [custom: k=v, ...]`` with the keys in which they differ, so that distinct
+    configurations are ranked apart rather than averaged into one row."""
+    labels = sorted(set(frame.hyper_label[(frame.sampler == sampler) & (frame.variant == "custom")]))
+    if len(labels) < 2:
+        return f"{sampler} [custom]"
+    parsed = [dict(part.partition("=")[::2] for part in label.split(", ") if part) for label in labels]
+    mine = parsed[labels.index(hyper_label)]
+    keys = sorted({k for d in parsed for k in d if any(e.get(k) != d.get(k) for e in parsed)})
+    return f"{sampler} [custom: " + ", ".join(f"{k}={mine.get(k, '-')}" for k in keys) + "]"
+
+
+def row_label(sampler: str, variant: str, hyper_label: str, frame: pd.DataFrame) -> str:
+    """How a row is named in the summary and the figures: the sampler (its tuned row), ``sampler
+    [custom...]`` (see :func:`_custom_label`) or ``sampler [variant]``."""
+    if variant == "tuned":
+        return sampler
+    return _custom_label(sampler, hyper_label, frame) if variant == "custom" else f"{sampler} [{variant}]"
+
+
 def summary_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sampler x task headline metric (tuned rows, mean over seeds) with the rank on each task.
     Rows run with ``--hyper`` overrides (variant ``custom``) are ranked beside them as
-    ``sampler [custom]``; labelled variants (cold posteriors) and sweeps are not."""
+    ``sampler [custom]`` (each distinct override apart, see :func:`_custom_label`); labelled variants (cold posteriors) and sweeps are not."""
     df = frame[frame.variant.isin(["tuned", "custom"]) & (frame.status == "ok")].copy()
-    df["sampler"] = [s if v == "tuned" else f"{s} [{v}]" for s, v in zip(df.sampler, df.variant)]
+    df["sampler"] = [row_label(s, v, h, df) for s, v, h in zip(df.sampler, df.variant, df.hyper_label)]
     known = all_tasks()
     tasks = [t for t in known if t in set(df.task)] + sorted(set(df.task) - set(known))
     cells, numeric = {}, []
@@ -225,6 +246,25 @@ def sampler_style(label: str) -> dict:
     name, _, variant = label.partition(" [")
     rank = DEFAULT_SAMPLERS.index(name) if name in DEFAULT_SAMPLERS else len(DEFAULT_SAMPLERS) + sum(map(ord, name)) % 5
     return {"color": f"C{rank % 10}", "marker": _MARKERS[rank % len(_MARKERS)], "ls": "--" if variant else "-"}
+
+
+_VARIANT_LINES = ["--", ":", "-.", (0, (5, 1, 1, 1, 1, 1))]
+
+
+def figure_styles(labels: list[str]) -> dict[str, dict]:
+    """:func:`sampler_style` for every row label of one figure, with the variants of one sampler
+    (``sgld [custom: explore=0]``, ``sgld [custom: explore=0.5]``) on different dashed lines, in
+    the order they come, so that no two rows of a figure look alike."""
+    seen: dict[str, int] = {}
+    out = {}
+    for label in labels:
+        style = sampler_style(label)
+        name, _, variant = label.partition(" [")
+        if variant:
+            style["ls"] = _VARIANT_LINES[seen.get(name, 0) % len(_VARIANT_LINES)]
+            seen[name] = seen.get(name, 0) + 1
+        out[label] = style
+    return out
 
 
 def plot_sweep(sub: pd.DataFrame, task: str, results_dir: Path) -> Path:

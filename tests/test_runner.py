@@ -578,3 +578,18 @@ def test_git_commit_is_dirty_for_edited_code_but_not_for_the_suites_own_results(
     assert runner.git_commit(tmp_path) == head  # a rewritten record is output, not an edit
     (tmp_path / "code.py").write_text("x = 2\n")
     assert runner.git_commit(tmp_path) == head + "+dirty"
+
+
+def test_distinct_custom_overrides_are_ranked_apart_in_the_summary(tmp_path):
+    from benchmarks import report
+
+    for lr, kl in ((0.02, 0.1), (0.05, 0.3)):
+        for seed in (0, 1):
+            s = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": lr}, seed, "quick", "custom")
+            runner.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
+                                           "metrics": {"kl": kl + seed * 0.01}, "wall_time_s": 1.0, "grad_evals": 10})
+    report.build(tmp_path, plots=False, log=lambda m: None)
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    # two configurations, two rows, each the mean of its own seeds (never 0.2, the mean of both)
+    means = dict(zip(summary.sampler, summary.value))
+    assert means == pytest.approx({"sgld [custom: lr=0.02]": 0.105, "sgld [custom: lr=0.05]": 0.305})

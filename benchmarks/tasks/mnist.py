@@ -354,19 +354,20 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
     out = []
     by_key = {r["key"]: r for r in records}
     for task in [t.name for t in MNIST_TASKS if t.name in set(frame.task)]:
-        from ..report import _row_order, sampler_style
+        from ..report import _row_order, figure_styles, row_label, sampler_style
 
         sub = frame[(frame.task == task) & (frame.status == "ok") & (frame.seed == 0)]
-        rows = [(f"{r.sampler}" + ("" if r.variant == "tuned" else f" [{r.variant}]"), by_key[r.key].get("artifacts", {}))
-                for r in sorted(sub.itertuples(), key=lambda r: _row_order(r.sampler, r.variant))]
+        rows = [(row_label(r.sampler, r.variant, r.hyper_label, sub), by_key[r.key].get("artifacts", {}))
+                for r in sorted(sub.itertuples(), key=lambda r: (_row_order(r.sampler, r.variant), r.hyper_label))]
         rows = [(label, a) for label, a in rows if a]
         if not rows:
             continue
-        # 1. one weight over steps, SGD against SGLD (and the rest), and its distribution in a window
+        styles = figure_styles([label for label, _a in rows])
+        # 1. one weight over steps, SGD against SGLD (and the rest), and its distribution in a window;
+        #    tuned rows only (none in a study of overrides: no figure)
+        traced_rows = [(label, a) for label, a in rows if "weight_trace" in a and "[" not in label]
         fig, (ax_t, ax_h) = plt.subplots(1, 2, figsize=(12, 4))
-        for label, a in rows:
-            if "weight_trace" not in a or "[" in label:
-                continue
+        for label, a in traced_rows:
             vals = np.asarray(a["weight_trace"]["values"])
             steps = np.arange(len(vals)) * a["weight_trace"]["every"]
             color = sampler_style(label)["color"]
@@ -382,20 +383,24 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
         ax_t.set_title("one weight over the run")
         ax_h.set_xlabel("weight value")
         ax_h.set_title("its distribution over the last 20 % of steps")
-        ax_h.legend(fontsize=8)
-        ax_t.legend(fontsize=8)
-        traced = {label for label, a in rows if "weight_trace" in a and "[" not in label}
+        if traced_rows:
+            ax_h.legend(fontsize=8)
+            ax_t.legend(fontsize=8)
+        traced = {label for label, _a in traced_rows}
         fig.suptitle(f"{task}: " + ("SGD converges to a point, the samplers explore" if "sgd" in traced
                                     else "one weight of each sampler's chain"))
         fig.tight_layout()
-        out.append(_save(fig, results_dir / f"{task}_weight.png"))
+        if traced_rows:
+            out.append(_save(fig, results_dir / f"{task}_weight.png"))
+        else:
+            plt.close(fig)
         # 2. top predicted probability on notMNIST, every sampler
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for label, a in rows:
             h = a["maxprob_hist"]
             centers = 0.5 * (np.asarray(h["bins"][1:]) + np.asarray(h["bins"][:-1]))
             counts = np.asarray(h["counts"]["notmnist"], dtype=float)
-            style = sampler_style(label)
+            style = styles[label]
             ax.plot(centers, counts / counts.sum(), marker=".", label=label, color=style["color"], ls=style["ls"])
         ax.set_yscale("log")
         ax.set_xlabel("top predicted probability on a notMNIST letter")
@@ -428,7 +433,7 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(5.5, 5))
         for label, a in rows:
             roc = a["roc_notmnist"]
-            style = sampler_style(label)
+            style = styles[label]
             ax.plot(roc["fpr"], roc["tpr"], label=label, color=style["color"], ls=style["ls"])
         ax.plot([0, 1], [0, 1], "k:", lw=1)
         ax.set_xlabel("false positive rate (MNIST flagged)")
