@@ -143,7 +143,8 @@ def row_label(sampler: str, variant: str, hyper_label: str, frame: pd.DataFrame)
 def summary_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sampler x task headline metric (tuned rows, mean over seeds) with the rank on each task.
     Rows run with ``--hyper`` overrides (variant ``custom``) are ranked beside them as
-    ``sampler [custom]`` (each distinct override apart, see :func:`_custom_label`); labelled variants (cold posteriors) and sweeps are not."""
+    ``sampler [custom]`` (each distinct override apart, see :func:`_custom_label`); labelled
+    variants (cold posteriors) and sweeps are not."""
     df = frame[frame.variant.isin(["tuned", "custom"]) & (frame.status == "ok")].copy()
     df["sampler"] = [row_label(s, v, h, df) for s, v, h in zip(df.sampler, df.variant, df.hyper_label)]
     known = all_tasks()

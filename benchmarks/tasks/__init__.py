@@ -2,7 +2,8 @@
 
 A suite is a named list of tasks; a task belongs to the suites of its ``suite`` attribute and to
 ``all``, unless it is a study's (``in_all = False``: ``run all`` reproduces the published
-leaderboard, and a study is run on its own, ``run <suite>``). Tasks are looked up by name with :func:`get_task`.
+leaderboard, and a study is run on its own, ``run <suite>``). Tasks are looked up by name with
+:func:`get_task`.
 """
 
 from __future__ import annotations

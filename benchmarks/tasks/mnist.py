@@ -173,9 +173,9 @@ class MNISTTask(Task):
 
     def __init__(self, name: str, model: str, profiles: tuple[str, ...], description: str,
                  data: Callable[[RunContext, str], ImageData] = load_real_data, protocol_overrides: dict | None = None,
-                 relative_cost: float = 1.0, suite: str = "mnist"):
+                 relative_cost: float = 1.0, suite: str = "mnist", in_all: bool = True):
         self.name, self.model, self.profiles, self.description = name, model, profiles, description
-        self.suite, self.in_all = suite, suite == "mnist"
+        self.suite, self.in_all = suite, in_all
         self.relative_cost = relative_cost
         self.data = data
         self.protocol_overrides = protocol_overrides or {}
@@ -339,7 +339,7 @@ MNIST_TASKS: tuple[MNISTTask, ...] = (
     MNISTTask("mnist-mlp-cyclical", "mlp", ("quick", "default", "full"),
               "the MLP under the cyclical protocol (cSG-MCMC: 4 cosine cycles, the first 80 % of each without "
               "noise, samples from the last 20 %); same data, budget and evaluation",
-              protocol_overrides=CYCLICAL, relative_cost=20.0, suite="cyclical"),
+              protocol_overrides=CYCLICAL, relative_cost=20.0, suite="cyclical", in_all=False),
     MNISTTask("mnist-cnn", "cnn", ("full",),
               "LeNet-style CNN (conv32-pool-conv64-pool-fc200) on MNIST; same protocol and evaluation",
               relative_cost=200.0),  # ~13 min
