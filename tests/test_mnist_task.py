@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import torch
@@ -193,7 +195,7 @@ def test_lr_decay_to_out_of_range_is_named_with_the_valid_range(bad):
 class _Spy(sgmcmc.get("sgld")):
     """sgld that logs the step size and temperature each step is taken with."""
 
-    log: list = []
+    log: ClassVar[list] = []
 
     def step(self, closure=None):
         g = self.param_groups[0]

@@ -150,7 +150,7 @@ def _cycle_plan(proto: dict, total: int) -> tuple[int, int]:
     cycle_len = total // cycles
     if cycle_len * cycles != total:
         raise ValueError(f"cycles={cycles} does not divide the run's {total} steps; valid: a divisor of {total}")
-    return cycle_len, int(round(explore * cycle_len))
+    return cycle_len, round(explore * cycle_len)
 
 
 def _prior_precisions(model: torch.nn.Module, prior: str, prior_sd: float) -> list[float]:
