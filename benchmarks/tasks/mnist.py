@@ -182,6 +182,14 @@ class MNISTTask(Task):
 
     def check_task_keys(self, opts: dict[str, Any]) -> None:
         check_task_keys(opts)
+        self._check_explore(opts.get("explore"))
+
+    def _check_explore(self, explore: Any) -> None:
+        """``explore`` overrides a cyclical protocol's exploration fraction; on any other it is an error."""
+        if explore is not None and not self.protocol_overrides.get("cycles"):
+            cyclical = [t.name for t in MNIST_TASKS if t.protocol_overrides.get("cycles")]
+            raise ValueError(f"explore={explore!r} applies to a cyclical protocol only; {self.name} has none "
+                             f"(valid: the task{'s' if len(cyclical) > 1 else ''} {', '.join(cyclical)})")
 
     def check_ready(self, ctx: RunContext) -> None:
         """Load (and cache) every dataset now, so a missing one stops the suite with the loader's
@@ -208,9 +216,7 @@ class MNISTTask(Task):
         sampler = build_sampler(sampler_cls, params, hyper, num_data)
         decay_to = task_opts["lr_decay_to"]
         if task_opts["explore"] is not None:  # an ablation of the cyclical protocol (see the module docstring)
-            if not proto.get("cycles"):
-                raise ValueError(f"explore={task_opts['explore']!r} applies to a cyclical protocol only; {self.name} "
-                                 "has none (valid: the task mnist-mlp-cyclical)")
+            self._check_explore(task_opts["explore"])
             proto = {**proto, "explore": float(task_opts["explore"])}
 
         # one weight of the second layer, traced every step for the weight-distribution figure
