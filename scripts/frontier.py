@@ -1,0 +1,139 @@
+"""The accuracy / OOD-detection frontier on MNIST, from records that already exist (nothing is run).
+
+Every published MLP configuration, one point each (mean over its seeds): the leaderboard's rows
+(constant step, T = 1 and its cold rows), the temperature study (constant step, T from 1 to 0) and
+the cyclical study with its ablation (exploration fraction 0, 0.5 and 0.8). x: MNIST test error;
+y: notMNIST AUROC by predictive entropy; one colour per sampler, a line through each sampler's
+temperatures (solid) and through its exploration fractions (dashed). Up and left is better: the
+figure shows what each way of spending the same 10,000 gradient steps buys and costs.
+
+    python scripts/frontier.py [--results-dirs results,results/studies/temperature,...]
+        [--figure results/mnist-mlp_frontier.png]
+
+Prints the points as a markdown table. A configuration found in several folders (the temperature
+study's T = 1, seed 0, is the leaderboard's seed-0 run under another label) counts once per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks import runner
+
+DEFAULT_DIRS = "results,results/studies/temperature,results/studies/cyclical,results/studies/cyclical-explore"
+DEFAULT_FIGURE = "results/mnist-mlp_frontier.png"
+TASKS = {"mnist-mlp": "constant", "mnist-mlp-cyclical": "cyclical"}
+CYCLICAL_EXPLORE = 0.8  # the cyclical protocol's own exploration fraction (benchmarks/tasks/mnist.py)
+METRICS = [("error", "test error %", ".2f"), ("nll", "NLL", ".4f"), ("ece", "ECE", ".4f"),
+           ("auroc_entropy", "notMNIST AUROC", ".3f")]
+
+
+def points(records: list[dict]) -> pd.DataFrame:
+    """One row per (sampler, protocol, setting): the mean of each metric over distinct seeds."""
+    rows, seen = [], set()
+    for rec in records:
+        cfg = rec.get("config", {})
+        if rec.get("status") != "ok" or cfg.get("task") not in TASKS or cfg.get("profile") != "default":
+            continue
+        hyper = dict(cfg.get("hyper", {}))
+        if hyper.get("evaluate_on", "test") != "test":
+            continue
+        if float(hyper.get("temperature", 1.0)) == 1.0:  # T = 1 said or left to the default: the same run
+            hyper.pop("temperature", None)
+        run = (cfg["task"], cfg["sampler"], json.dumps(hyper, sort_keys=True), cfg["seed"])
+        if run in seen:  # the same run published under two labels
+            continue
+        seen.add(run)
+        protocol = TASKS[cfg["task"]]
+        sgd = cfg["sampler"] == "sgd"
+        temperature = float("nan") if sgd else float(hyper.get("temperature", 1.0))
+        explore = float(hyper.get("explore", CYCLICAL_EXPLORE)) if protocol == "cyclical" and not sgd else float("nan")
+        rows.append({"sampler": cfg["sampler"], "protocol": protocol, "T": temperature, "explore": explore,
+                     **{k: rec["metrics"][k] for k, _, _ in METRICS}})
+    columns = ["sampler", "protocol", "T", "explore", "seeds", *[k for k, _, _ in METRICS]]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows)
+    grouped = frame.groupby(["sampler", "protocol", "T", "explore"], dropna=False)
+    out = grouped.mean().reset_index()
+    out.insert(4, "seeds", grouped.size().values)
+    return out[columns].sort_values(["sampler", "protocol", "T", "explore"], ascending=[True, True, False, True])
+
+
+def table(frame: pd.DataFrame) -> str:
+    lines = ["| sampler | protocol | T | explore | seeds | " + " | ".join(label for _, label, _ in METRICS) + " |",
+             "|" + "---|" * (5 + len(METRICS))]
+    for r in frame.itertuples():
+        temp = "-" if pd.isna(r.T) else f"{r.T:g}"
+        explore = "-" if pd.isna(r.explore) else f"{r.explore:g}"
+        cells = [format(getattr(r, k), fmt) for k, _, fmt in METRICS]
+        lines.append(f"| {r.sampler} | {r.protocol} | {temp} | {explore} | {r.seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(frame: pd.DataFrame, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmarks.report import sampler_style
+
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for name, sub in frame.groupby("sampler", sort=False):
+        color = "k" if name == "sgd" else sampler_style(name)["color"]
+        constant = sub[sub.protocol == "constant"].sort_values("T", ascending=False)
+        cyclical = sub[sub.protocol == "cyclical"].sort_values("explore")
+        if name == "sgd":
+            ax.scatter(constant.error, constant.auroc_entropy, marker="X", s=80, color=color, label="sgd (constant)")
+            ax.scatter(cyclical.error, cyclical.auroc_entropy, marker="P", s=80, color=color, label="sgd (cyclical)")
+            continue
+        ax.plot(constant.error, constant.auroc_entropy, "-o", color=color, ms=4, lw=1, label=f"{name}: constant, T")
+        ax.plot(cyclical.error, cyclical.auroc_entropy, "--s", color=color, ms=5, lw=1,
+                label=f"{name}: cyclical, explore")
+        for r in constant.itertuples():
+            ax.annotate(f"T={r.T:g}", (r.error, r.auroc_entropy), fontsize=6, color=color,
+                        xytext=(3, 2), textcoords="offset points")
+        for r in cyclical.itertuples():
+            ax.annotate(f"e={r.explore:g}", (r.error, r.auroc_entropy), fontsize=6, color=color,
+                        xytext=(3, -8), textcoords="offset points")
+    ax.set_xlabel("MNIST test error % (lower is better)")
+    ax.set_ylabel("notMNIST AUROC by predictive entropy (higher is better)")
+    ax.set_title("mnist-mlp: what each use of the same 10,000 steps buys (accuracy) and costs (OOD detection)",
+                 fontsize=9)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results-dirs", default=DEFAULT_DIRS, help="comma-separated results folders to read")
+    ap.add_argument("--figure", default=DEFAULT_FIGURE)
+    args = ap.parse_args(argv)
+    records = []
+    for folder in [d for d in args.results_dirs.split(",") if d]:
+        if not runner.records_dir(folder).is_dir():
+            print(f"{folder}: no records folder, skipped", file=sys.stderr)
+            continue
+        records += runner.load_records(folder, warn=lambda m: print(m, file=sys.stderr))
+    frame = points(records)
+    if frame.empty:
+        print("no MNIST MLP records of the default profile found in " + args.results_dirs, file=sys.stderr)
+        return 1
+    print(table(frame))
+    print(f"figure: {plot(frame, Path(args.figure))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
