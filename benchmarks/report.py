@@ -299,7 +299,15 @@ def plot_sweep(sub: pd.DataFrame, task: str, results_dir: Path) -> Path:
     fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.suptitle(f"{task}: step-size sweep (top edge: x = diverged, + = failed at that lr)")
     fig.tight_layout(rect=(0, 0, 0.9, 1))
-    path = results_dir / f"sweep_{task}.png"
+    return save_figure(fig, results_dir / f"sweep_{task}.png")
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as the suite's figures are written (PNG, 90 dpi, the folder made if missing), close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

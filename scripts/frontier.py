@@ -82,7 +82,7 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from benchmarks.report import sampler_style
+    from benchmarks.report import sampler_style, save_figure
 
     fig, ax = plt.subplots(figsize=(8, 6))
     for name, sub in frame.groupby("sampler", sort=False):
@@ -109,10 +109,7 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv=None) -> int:

@@ -103,7 +103,7 @@ def plot(summary: pd.DataFrame, samplers: list[str], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from benchmarks.report import sampler_style
+    from benchmarks.report import sampler_style, save_figure
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6))
     sgd = summary[summary.sampler == "sgd"]
@@ -126,10 +126,7 @@ def plot(summary: pd.DataFrame, samplers: list[str], path: Path) -> Path:
     fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.suptitle(f"{TASK}: tempering the posterior (each sampler at its tuned step size)")
     fig.tight_layout(rect=(0, 0, 0.91, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv=None) -> int:

@@ -360,7 +360,7 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
     out = []
     by_key = {r["key"]: r for r in records}
     for task in [t.name for t in MNIST_TASKS if t.name in set(frame.task)]:
-        from ..report import _row_order, figure_styles, row_label, sampler_style
+        from ..report import _row_order, figure_styles, row_label, sampler_style, save_figure
 
         sub = frame[(frame.task == task) & (frame.status == "ok") & (frame.seed == 0)]
         rows = [(row_label(r.sampler, r.variant, r.hyper_label, sub), by_key[r.key].get("artifacts", {}))
@@ -397,7 +397,7 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
                                     else "one weight of each sampler's chain"))
         fig.tight_layout()
         if traced_rows:
-            out.append(_save(fig, results_dir / f"{task}_weight.png"))
+            out.append(save_figure(fig, results_dir / f"{task}_weight.png"))
         else:
             plt.close(fig)
         # 2. top predicted probability on notMNIST, every sampler
@@ -414,7 +414,7 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
         ax.set_title(f"{task}: how sure is the network that a letter is a digit?")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        out.append(_save(fig, results_dir / f"{task}_notmnist_confidence.png"))
+        out.append(save_figure(fig, results_dir / f"{task}_notmnist_confidence.png"))
         # 3. reliability diagrams
         n = len(rows)
         cols = min(n, 4)
@@ -434,7 +434,7 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
             ax.axis("off")
         fig.suptitle(f"{task}: reliability (accuracy per confidence bin)")
         fig.tight_layout()
-        out.append(_save(fig, results_dir / f"{task}_reliability.png"))
+        out.append(save_figure(fig, results_dir / f"{task}_reliability.png"))
         # 4. ROC curves MNIST vs notMNIST
         fig, ax = plt.subplots(figsize=(5.5, 5))
         for label, a in rows:
@@ -447,13 +447,5 @@ def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
         ax.set_title(f"{task}: OOD detection by predictive entropy")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        out.append(_save(fig, results_dir / f"{task}_roc.png"))
+        out.append(save_figure(fig, results_dir / f"{task}_roc.png"))
     return out
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
