@@ -181,15 +181,20 @@ class MNISTTask(Task):
         self.protocol_overrides = protocol_overrides or {}
 
     def check_task_keys(self, opts: dict[str, Any]) -> None:
+        """The module's checks, plus the keys that depend on this task's protocol: ``explore``
+        overrides a cyclical protocol's exploration fraction (an error on any other), and
+        ``lr_decay_to`` cannot reshape a cyclical protocol's step sizes."""
         check_task_keys(opts)
-        self._check_explore(opts.get("explore"))
-
-    def _check_explore(self, explore: Any) -> None:
-        """``explore`` overrides a cyclical protocol's exploration fraction; on any other it is an error."""
-        if explore is not None and not self.protocol_overrides.get("cycles"):
-            cyclical = [t.name for t in MNIST_TASKS if t.protocol_overrides.get("cycles")]
+        cyclical = bool(self.protocol_overrides.get("cycles"))
+        explore = opts.get("explore")
+        if explore is not None and not cyclical:
+            tasks = [t.name for t in MNIST_TASKS if t.protocol_overrides.get("cycles")]
             raise ValueError(f"explore={explore!r} applies to a cyclical protocol only; {self.name} has none "
-                             f"(valid: the task{'s' if len(cyclical) > 1 else ''} {', '.join(cyclical)})")
+                             f"(valid: the task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)})")
+        decay_to = opts.get("lr_decay_to", 1.0)
+        if cyclical and decay_to != 1.0:
+            raise ValueError(f"lr_decay_to={decay_to!r} cannot combine with the cyclical protocol of {self.name} "
+                             "(its step size already follows a cosine within each cycle); valid: 1")
 
     def check_ready(self, ctx: RunContext) -> None:
         """Load (and cache) every dataset now, so a missing one stops the suite with the loader's
@@ -203,7 +208,7 @@ class MNISTTask(Task):
         proto = self.protocol(ctx.profile)
         hyper = dict(hyper)
         task_opts = {k: hyper.pop(k, v) for k, v in TASK_KEYS.items()}
-        check_task_keys(task_opts)
+        self.check_task_keys(task_opts)
         data = self.data(ctx, task_opts["evaluate_on"])
         ctx.datasets.update({name: dict(prov) for name, prov in data.provenance.items()})
         device = ctx.device
@@ -216,7 +221,6 @@ class MNISTTask(Task):
         sampler = build_sampler(sampler_cls, params, hyper, num_data)
         decay_to = task_opts["lr_decay_to"]
         if task_opts["explore"] is not None:  # an ablation of the cyclical protocol (see the module docstring)
-            self._check_explore(task_opts["explore"])
             proto = {**proto, "explore": float(task_opts["explore"])}
 
         # one weight of the second layer, traced every step for the weight-distribution figure
@@ -239,9 +243,6 @@ class MNISTTask(Task):
         batches = Batches(data.train_x, data.train_y, bs, generator=gen)
         schedule = None
         cycle_len, explore_steps = _cycle_plan(proto, total)
-        if cycle_len and decay_to != 1.0:
-            raise ValueError(f"lr_decay_to={decay_to!r} cannot combine with the cyclical protocol of {self.name} "
-                             "(its step size already follows a cosine within each cycle); valid: 1")
         if cycle_len:
             schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(sampler, T_0=cycle_len)
             temperatures = [g["temperature"] for g in sampler.param_groups]
