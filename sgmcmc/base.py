@@ -710,31 +710,49 @@ class Sampler(torch.optim.Optimizer):
         """(group index, group, params, grads, offsets) for every (group, device, dtype) bucket of
         parameters with a gradient. The grouping is cached: it is rebuilt only when the set of
         parameters with a gradient changes (a ``grad`` turning None or back, a parameter added, or
-        moved to another device, dtype or shape), so a step costs no Python bookkeeping beyond one tuple."""
+        moved to another device, dtype or shape). When every parameter still holds the very
+        gradient tensor it held last step (a loop that writes its gradients in place, as the toy
+        tasks do), the whole list is reused without looking further: a new device, dtype or shape
+        always comes with a new gradient tensor (torch checks an assigned ``grad`` against its
+        parameter)."""
+        groups = self.param_groups
+        cached = self._bucket_cache
+        if cached is not None and _same_objects(cached[1], groups):
+            # plain loops: a generator expression costs more than the whole check on a small model
+            seen, i, same = cached[3], 0, True
+            for group in groups:
+                for p in group["params"]:
+                    if i == len(seen) or p.grad is not seen[i]:
+                        same = False
+                        break
+                    i += 1
+                if not same:
+                    break
+            if same and i == len(seen):
+                return cached[4]
         key = tuple(
             (id(p), p.device, p.dtype, p.shape) if p.grad is not None else 0
-            for group in self.param_groups for p in group["params"]
+            for group in groups for p in group["params"]
         )
-        cached = self._bucket_cache
-        if cached is not None and cached[0] == key and len(cached[1]) == len(self.param_groups) and all(
-            a is b for a, b in zip(cached[1], self.param_groups)
-        ):
-            return [(gi, group, params, [p.grad for p in params], offsets) for gi, group, params, offsets in cached[2]]
-        layout = []
-        for gi, group in enumerate(self.param_groups):
-            buckets: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
-            for pi, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-                b = buckets[(p.device, p.dtype)]
-                b[0].append(p)
-                b[1].append(pi)
-            layout.extend((gi, group, params, offsets) for params, offsets in buckets.values())
-        self._bucket_cache = (key, list(self.param_groups), layout)
-        self._bucket_numel = sum(p.numel() for _gi, _group, params, _offsets in layout for p in params)
-        return [(gi, group, params, [p.grad for p in params], offsets) for gi, group, params, offsets in layout]
+        if cached is not None and cached[0] == key and _same_objects(cached[1], groups):
+            layout = cached[2]
+        else:
+            layout = []
+            for gi, group in enumerate(groups):
+                buckets: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
+                for pi, p in enumerate(group["params"]):
+                    if p.grad is None:
+                        continue
+                    if p.grad.is_sparse:
+                        raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+                    b = buckets[(p.device, p.dtype)]
+                    b[0].append(p)
+                    b[1].append(pi)
+                layout.extend((gi, group, params, offsets) for params, offsets in buckets.values())
+            self._bucket_numel = sum(p.numel() for _gi, _group, params, _offsets in layout for p in params)
+        work = [(gi, group, params, [p.grad for p in params], offsets) for gi, group, params, offsets in layout]
+        self._bucket_cache = (key, list(groups), layout, [p.grad for group in groups for p in group["params"]], work)
+        return work
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
         """One update of every parameter that has a gradient (``grad is None`` is skipped).
@@ -765,14 +783,16 @@ class Sampler(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         work = self._buckets()
-        plan = self._noise_plan(work) if work else None
+        plan = self._noise_plan(work) if work and self.overlap_noise is not False else None
         if plan is None:
-            grad_was_enabled = torch.is_grad_enabled()
-            torch._C._set_grad_enabled(False)
-            try:
+            if torch.is_grad_enabled():
+                torch._C._set_grad_enabled(False)
+                try:
+                    self._run_buckets(work)
+                finally:
+                    torch._C._set_grad_enabled(True)
+            else:  # a loop under no_grad (the toy tasks'): nothing to switch
                 self._run_buckets(work)
-            finally:
-                torch._C._set_grad_enabled(grad_was_enabled)
         else:
             # a step refused by the worker (a non-finite gradient) must leave the noise streams as an
             # in-line step leaves them (it checks before it draws): keep their states to put back
@@ -805,17 +825,31 @@ class Sampler(torch.optim.Optimizer):
 
     def _run_buckets(self, work: list, noise_phase: bool = True) -> None:
         """Prepare and check every bucket, then update every bucket (grad mode off); with
-        ``noise_phase`` and a sampler that splits its update, each bucket's noise phase too."""
-        witnesses = [self._prepare(group, params, grads) for _gi, group, params, grads, _offsets in work]
+        ``noise_phase`` and a sampler that splits its update, each bucket's noise phase too.
+
+        Written for a small model's step, where Python is a third of it: the class's protocol is
+        looked up once, a sampler that does not override :meth:`_prepare` is not asked, and the
+        common finiteness check (one reduction, finite) is made here; only a bucket whose
+        reduction is not finite, or that has no cheap one, goes to :meth:`_check_finite`.
+        """
+        declares, split_update, prepares = _protocol(type(self))
+        witnesses = [self._prepare(group, params, grads) for _gi, group, params, grads, _offsets in work] \
+            if prepares else None
         if self.check_finite:
-            for (gi, group, params, grads, offsets), witness in zip(work, witnesses):
+            for b, (gi, group, params, grads, offsets) in enumerate(work):
+                witness = witnesses[b] if prepares else None
+                g0 = grads[0]
+                if not g0.is_meta:
+                    total = witness if witness is not None else (g0.sum() if len(grads) == 1 else None)
+                    if total is not None and math.isfinite(total.item()):
+                        continue
                 self._check_finite(grads, gi, offsets, witness, group, params)
         # every gradient was checked before any parameter or state changes
-        split = noise_phase and self._splits_noise
+        split = noise_phase and split_update
         for _gi, group, params, grads, _offsets in work:
             self._update(group, params, grads)
             if split:
-                std = self._declared_std(group)
+                std = self._noise_std(group)
                 if std > 0.0:
                     self._update_noise(group, params, grads, self._noise(params, std))
 
@@ -882,11 +916,12 @@ class Sampler(torch.optim.Optimizer):
         return f"{type(self).__name__}({hyper})"
 
 
-_PROTOCOL: dict[type, tuple[bool, bool]] = {}
+_PROTOCOL: dict[type, tuple[bool, bool, bool]] = {}
 
 
-def _protocol(cls: type) -> tuple[bool, bool]:
-    """(does ``_noise_std`` speak for ``cls._update``, does ``cls`` split its update).
+def _protocol(cls: type) -> tuple[bool, bool, bool]:
+    """(does ``_noise_std`` speak for ``cls._update``, does ``cls`` split its update, does it
+    override :meth:`Sampler._prepare`).
 
     A method counts only if it is defined by the class that defines ``_update`` or by a subclass of
     it: a subclass that overrides ``_update`` alone (drawing its own noise, say) must not inherit
@@ -901,7 +936,8 @@ def _protocol(cls: type) -> tuple[bool, bool]:
 
         upd = owner("_update")
         declares = owner("_noise_std") <= upd
-        found = _PROTOCOL[cls] = (declares, declares and owner("_update_noise") <= upd)
+        found = _PROTOCOL[cls] = (declares, declares and owner("_update_noise") <= upd,
+                                  cls._prepare is not Sampler._prepare)
     return found
 
 
@@ -930,6 +966,16 @@ def _segments(buf: torch.Tensor, numels: list[int]) -> list[tuple[torch.Tensor, 
             out.append((buf[start:start + size], first, i + 1))
             start, first, size = start + size, i + 1, 0
     return out
+
+
+def _same_objects(a: list, b: list) -> bool:
+    """``a`` and ``b`` hold the same objects in the same order (identity, not equality)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x is not y:
+            return False
+    return True
 
 
 def _plain_step(self: Sampler, closure=None):
