@@ -196,89 +196,6 @@ def hand_loop_case(task: Iso64):
     return run
 
 
-def lean_sgld_class():
-    """Prototype (not the project's code): SGLD with a leaner ``step`` that keeps the Optimizer
-    contract (closure, step pre/post hooks, NaN check before any parameter moves, the profiler's
-    record_function when a profiler is on):
-
-    * ``step.hooked = True`` so torch.optim does not wrap it in ``profile_hook_step``; the hooks are
-      called here only when some are registered, and ``record_function`` only when the autograd
-      profiler is enabled;
-    * no ``@torch.no_grad()`` object per call: grad mode is switched only when it is on;
-    * the buckets (group, params, grads, offsets) are built once and reused while every parameter's
-      ``.grad`` is the same tensor object as when they were built (a ``zero_grad(set_to_none=True)``
-      + backward, or a new param group, rebuilds them);
-    * the sampler's own math is untouched: each bucket's ``_prepare`` (where the Sampler has the
-      two-phase step) and its finiteness witness, then ``_update``; without a witness the check is
-      one ``sum().item()`` over the gradients (inf - inf and nan are not finite either); only a
-      non-finite witness goes to the exact per-tensor check of ``Sampler._check_finite``.
-    """
-    import torch.optim.optimizer as topt
-
-    base_cls = sgmcmc.get("sgld")
-
-    class LeanSGLD(base_cls):
-        def _plan(self):
-            grads = [p.grad for g in self.param_groups for p in g["params"]]
-            plan = self.__dict__.get("_lean_plan")
-            if plan is not None and len(plan[0]) == len(grads) and all(a is b for a, b in zip(plan[0], grads)):
-                return plan[1]
-            work = []
-            for gi, group in enumerate(self.param_groups):
-                buckets = {}
-                for pi, p in enumerate(group["params"]):
-                    if p.grad is None:
-                        continue
-                    if p.grad.is_sparse:
-                        raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-                    b = buckets.setdefault((p.device, p.dtype), ([], [], []))
-                    b[0].append(p)
-                    b[1].append(p.grad)
-                    b[2].append(pi)
-                work.extend((gi, group, *b) for b in buckets.values())
-            self._lean_plan = (grads, work)
-            return work
-
-        def _body(self):
-            work = self._plan()
-            prepare = getattr(self, "_prepare", None)
-            for gi, group, params, grads, offsets in work:
-                witness = prepare(group, params, grads) if prepare is not None else None
-                if self.check_finite:
-                    if witness is None:
-                        witness = grads[0].sum() if len(grads) == 1 else torch.stack(torch._foreach_norm(grads)).sum()
-                    if not math.isfinite(witness.item()):
-                        self._check_finite(grads, gi, offsets)
-            for _, group, params, grads, _ in work:
-                self._update(group, params, grads)
-            self._step_counter = self._steps_done + 1
-
-        def step(self, closure=None):
-            loss = None
-            if closure is not None:
-                with torch.enable_grad():
-                    loss = closure()
-            hooks = topt._global_optimizer_pre_hooks or self._optimizer_step_pre_hooks or \
-                self._optimizer_step_post_hooks or topt._global_optimizer_post_hooks
-            if hooks or torch.autograd.profiler._is_profiler_enabled:
-                # the general path: exactly torch.optim's wrapper around the body
-                return topt.Optimizer.profile_hook_step(lambda self, closure=None: (self._run_body(), loss)[1])(self)
-            self._run_body()
-            return loss
-
-        def _run_body(self):
-            if torch.is_grad_enabled():
-                with torch.no_grad():
-                    self._body()
-            else:
-                self._body()
-
-        step.hooked = True
-
-    LeanSGLD.name = "sgld"
-    return LeanSGLD
-
-
 # ------------------------------------------------------------------------------------------ blackjax
 def blackjax_case(task: Iso64):
     import jax
@@ -411,8 +328,6 @@ def layer_costs(task: Iso64, chains: int, blocks: int = 15, n: int = 2000) -> li
     opt = sgld_cls([theta], LR, num_data=1)
     opt_nf = sgld_cls([theta], LR, num_data=1, check_finite=False)
     group = opt.param_groups[0]
-    inner_step = type(opt).step.__wrapped__  # under Optimizer.profile_hook_step: the @no_grad step
-    raw_step = inner_step.__wrapped__  # the body of Sampler.step itself
     noise = torch.empty_like(theta)
     std = math.sqrt(2 * LR)
     trace = torch.empty(10, chains, theta.shape[1])
@@ -437,21 +352,13 @@ def layer_costs(task: Iso64, chains: int, blocks: int = 15, n: int = 2000) -> li
         opt._update(group, [theta], [g])
 
     def raw_no_check():
-        raw_step(opt_nf)
+        opt_nf._step()
 
     def raw_check():
-        raw_step(opt)
-
-    def nograd_check():
-        inner_step(opt)
+        opt._step()
 
     def full_step():
         opt.step()
-
-    lean = lean_sgld_class()([theta], LR, num_data=1)
-
-    def lean_step():
-        lean.step()
 
     mu, prec = task._mu, task._prec
 
@@ -470,14 +377,12 @@ def layer_costs(task: Iso64, chains: int, blocks: int = 15, n: int = 2000) -> li
         ("normal_ [64, 100] (the noise alone)", normal_only),
         ("hand SGLD update: add_ + normal_ + add_", hand_update),
         ("SGLD math alone: _prepare + witness.item() + _update", math_only),
-        ("Sampler.step body, check_finite=False", raw_no_check),
-        ("Sampler.step body, check_finite=True", raw_check),
-        ("+ @torch.no_grad() decorator", nograd_check),
-        ("+ Optimizer.profile_hook_step wrapper = opt.step()", full_step),
+        ("Sampler._step (the body), check_finite=False", raw_no_check),
+        ("Sampler._step (the body), check_finite=True", raw_check),
+        ("opt.step() (+ the hook and profiler test)", full_step),
         ("trace[k] = theta (every 10th step)", trace_copy),
         ("prototype: grad_ without the temporary (sub out=, mul_)", grad_no_temp),
         ("prototype: finite check as g.sum().item()", sum_check),
-        ("prototype: lean opt.step() (lean_sgld_class)", lean_step),
     ]
     samples = {name: [] for name, _ in layers}
     with torch.no_grad():
@@ -536,7 +441,6 @@ def main(args=ARGS) -> None:
         cases.append(Case(f"project {name} (runner, Sampler.step)", project_case(task, name, hyper)))
     if not args.no_prototypes:
         cases.append(Case("prototype: project sgld, check_finite=False", project_case(task, "sgld", {**SAMPLERS["sgld"], "check_finite": False})))
-        cases.append(Case("prototype: lean Sampler.step (see lean_sgld_class)", project_case(task, lean_sgld_class(), SAMPLERS["sgld"])))
         cases.append(Case("prototype: hand-written torch SGLD loop (no Sampler)", hand_loop_case(task)))
     # a warm-up of every torch case (allocator, caches); blackjax was warmed by its compile
     for case in cases[1 if ref else 0:]:

@@ -49,8 +49,9 @@ CANDIDATES = [
 #: candidates of the cyclical protocol (task mnist-mlp-cyclical): the step size at each cycle's start
 CYCLICAL_CANDIDATES = [
     ("sgd", {"lr": 0.1}), ("sgd", {"lr": 0.3}), ("sgd", {"lr": 1.0}),
-    ("sgld", {"lr": 0.1}), ("sgld", {"lr": 0.3}), ("sgld", {"lr": 0.5}), ("sgld", {"lr": 1.0}),
-    ("psgld", {"lr": 0.0003, "alpha": 0.99}), ("psgld", {"lr": 0.001, "alpha": 0.99}),
+    ("sgld", {"lr": 0.1}), ("sgld", {"lr": 0.3}), ("sgld", {"lr": 0.5}), ("sgld", {"lr": 0.7}), ("sgld", {"lr": 1.0}),
+    ("psgld", {"lr": 0.0003, "alpha": 0.99}), ("psgld", {"lr": 0.0005, "alpha": 0.99}),
+    ("psgld", {"lr": 0.001, "alpha": 0.99}), ("psgld", {"lr": 0.002, "alpha": 0.99}),
     ("psgld", {"lr": 0.003, "alpha": 0.99}),
     ("sghmc", {"lr": 0.03, "friction": 0.1}), ("sghmc", {"lr": 0.1, "friction": 0.1}),
     ("sghmc", {"lr": 0.3, "friction": 0.1}),
