@@ -263,6 +263,12 @@ def _noise_worker(size: int = 1) -> _NoiseWorker:
     return worker
 
 
+#: param-group keys that torch.optim itself keeps beside an optimiser's hyperparameters (named
+#: parameters, and what its learning-rate schedulers and SWA write into a group); a sampler accepts
+#: them in a group it is given and ignores them
+TORCH_GROUP_KEYS = frozenset({"param_names", "initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum",
+                              "swa_lr"})
+
 #: on the CPU a bucket's noise is drawn in blocks of this many values, block k from stream k
 #: (see ``Sampler._noise``); part of the definition of a chain: changing it changes the draws
 NOISE_BLOCK_NUMEL = 1 << 16
@@ -458,13 +464,28 @@ class Sampler(torch.optim.Optimizer):
             group[key] = spec.check(owner, key, group[key])
 
     def add_param_group(self, param_group: dict) -> None:
-        """torch.optim's, then the group's hyperparameters and parameters are checked; a group
-        that fails is taken out again, so the sampler is left as it was."""
+        """torch.optim's, then the group's keys, hyperparameters and parameters are checked; a group
+        that fails is taken out again, so the sampler is left as it was.
+
+        A key that is neither ``params``, one of the sampler's hyperparameters nor one that
+        torch.optim's own machinery keeps in a group (:data:`TORCH_GROUP_KEYS`) is refused: a
+        misspelt ``{"params": ..., "lr ": 0.1}`` or another optimiser's ``weight_decay`` would
+        otherwise be ignored without a word.
+        """
+        owner = type(self).__name__
+        if isinstance(param_group, dict):
+            valid = set(self.all_hypers())
+            unknown = sorted(k for k in param_group if k != "params" and k not in valid and k not in TORCH_GROUP_KEYS)
+            if unknown:
+                given = ", ".join(f"{k!r}" for k in unknown)
+                raise HyperparameterError(
+                    f"{owner}: unknown key(s) {given} in param group {len(self.param_groups)}; valid: params, "
+                    f"{', '.join(sorted(valid))} (and torch.optim's own {', '.join(sorted(TORCH_GROUP_KEYS))})"
+                )
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
             self._validate(group)
-            owner = type(self).__name__
             for i, p in enumerate(group["params"]):
                 if not p.is_floating_point():
                     kind = "complex" if p.is_complex() else "non-floating"

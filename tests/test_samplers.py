@@ -367,6 +367,39 @@ def test_a_param_group_that_fails_validation_is_not_kept():
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.01]
 
 
+@pytest.mark.parametrize("name", sorted(sgmcmc.available()))
+def test_an_unknown_param_group_key_is_refused_with_the_valid_keys(name):
+    """A misspelt key, or another optimiser's, would otherwise be ignored without a word."""
+    cls = sgmcmc.get(name)
+    p, q = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(HyperparameterError) as info:
+        cls([{"params": [p], "lr ": 0.5}], 0.1, num_data=10)
+    msg = str(info.value)
+    assert "'lr '" in msg and "param group 0" in msg and "valid: params, " in msg
+    assert all(k in msg for k in cls.all_hypers())
+    opt = cls([p], 0.1, num_data=10)
+    with pytest.raises(HyperparameterError, match="'weight_decay' in param group 1"):
+        opt.add_param_group({"params": [q], "weight_decay": 1e-4})
+    assert len(opt.param_groups) == 1  # nothing kept
+
+
+def test_param_group_keys_of_torch_optim_itself_are_accepted():
+    """Named parameters (param_names) and what torch's schedulers keep in a group are not refused."""
+    if tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 6):  # torch.optim takes names since 2.6
+        model = torch.nn.Linear(3, 2)
+        opt = sgmcmc.SGLD(model.named_parameters(), 0.1, num_data=10)
+        assert opt.param_groups[0]["param_names"] == ["weight", "bias"]
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = sgmcmc.SGLD([{"params": [p], "initial_lr": 0.1, "temperature": 0.5}], 0.1, num_data=10)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10, cycle_momentum=False)
+    q = torch.nn.Parameter(torch.zeros(2))
+    opt.add_param_group({"params": [q], **{k: v for k, v in opt.param_groups[0].items() if k != "params"}})
+    p.grad, q.grad = torch.ones(3), torch.ones(2)
+    opt.step()
+    sched.step()
+    assert opt.param_groups[1]["temperature"] == 0.5
+
+
 def test_loading_a_state_dict_with_a_bad_hyperparameter_changes_nothing():
     p = torch.nn.Parameter(torch.zeros(3))
     opt = sgmcmc.SGLD([p], 0.1, num_data=10, generator=torch.Generator().manual_seed(0))
