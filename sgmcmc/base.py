@@ -33,6 +33,7 @@ import os
 import queue
 import threading
 import warnings
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -733,9 +734,10 @@ class Sampler(torch.optim.Optimizer):
         parameters with a gradient changes (a ``grad`` turning None or back, a parameter added, or
         moved to another device, dtype or shape). When every parameter still holds the very
         gradient tensor it held last step (a loop that writes its gradients in place, as the toy
-        tasks do), the whole list is reused without looking further: a new device, dtype or shape
-        always comes with a new gradient tensor (torch checks an assigned ``grad`` against its
-        parameter)."""
+        tasks do), the grouping is reused without asking each parameter for its device, dtype and
+        shape: a new device, dtype or shape comes with a new gradient tensor (torch checks an
+        assigned ``grad`` against its parameter). The cache holds those gradients by weak
+        reference only, so a gradient set to None is freed at once, as without a sampler."""
         groups = self.param_groups
         cached = self._bucket_cache
         if cached is not None and _same_objects(cached[1], groups):
@@ -743,14 +745,19 @@ class Sampler(torch.optim.Optimizer):
             seen, i, same = cached[3], 0, True
             for group in groups:
                 for p in group["params"]:
-                    if i == len(seen) or p.grad is not seen[i]:
+                    if i == len(seen):
+                        same = False
+                        break
+                    ref, grad = seen[i], p.grad
+                    if (grad is not None) if ref is None else (grad is None or ref() is not grad):
                         same = False
                         break
                     i += 1
                 if not same:
                     break
             if same and i == len(seen):
-                return cached[4]
+                return [(gi, group, params, [p.grad for p in params], offsets)
+                        for gi, group, params, offsets in cached[2]]
         key = tuple(
             (id(p), p.device, p.dtype, p.shape) if p.grad is not None else 0
             for group in groups for p in group["params"]
@@ -771,9 +778,9 @@ class Sampler(torch.optim.Optimizer):
                     b[1].append(pi)
                 layout.extend((gi, group, params, offsets) for params, offsets in buckets.values())
             self._bucket_numel = sum(p.numel() for _gi, _group, params, _offsets in layout for p in params)
-        work = [(gi, group, params, [p.grad for p in params], offsets) for gi, group, params, offsets in layout]
-        self._bucket_cache = (key, list(groups), layout, [p.grad for group in groups for p in group["params"]], work)
-        return work
+        seen = [None if p.grad is None else weakref.ref(p.grad) for group in groups for p in group["params"]]
+        self._bucket_cache = (key, list(groups), layout, seen)
+        return [(gi, group, params, [p.grad for p in params], offsets) for gi, group, params, offsets in layout]
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
         """One update of every parameter that has a gradient (``grad is None`` is skipped).

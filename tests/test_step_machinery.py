@@ -339,6 +339,38 @@ def test_the_noise_thread_leaves_the_thread_count_of_new_threads_alone():
     assert seen == [torch.get_num_threads()]
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_the_bucket_cache_does_not_keep_a_dropped_gradient_alive(name):
+    """After ``p.grad = None`` (zero_grad's default) the old gradient is freed at once: a sampler
+    that kept it would hold a second copy of every gradient through the next backward."""
+    import gc
+    import weakref
+
+    p = torch.nn.Parameter(torch.zeros(1000))
+    opt = sgmcmc.get(name)([p], 0.01, num_data=10)
+    for _ in range(2):  # the second step takes the cached path
+        p.grad = torch.ones(1000)
+        opt.step()
+    ref = weakref.ref(p.grad)
+    opt.zero_grad()
+    gc.collect()
+    assert ref() is None
+    p.grad = torch.ones(1000)
+    opt.step()  # and the cache follows the new gradient
+    assert torch.isfinite(p.detach()).all()
+
+
+def test_a_gradient_written_in_place_is_read_afresh_every_step():
+    """The toy tasks' pattern: one gradient tensor, new values each step (the cached path)."""
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = sgmcmc.SGD([p], 1.0, num_data=1)
+    p.grad = torch.zeros(3)
+    for value in (1.0, 2.0, 3.0):
+        p.grad.fill_(value)
+        opt.step()
+    assert torch.equal(p.detach(), -6.0 * torch.ones(3))
+
+
 def test_bucket_cache_follows_a_parameter_changing_dtype():
     a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
     opt = sgmcmc.SGLD([a, b], 0.1, num_data=10, generator=torch.Generator().manual_seed(0))
