@@ -860,7 +860,7 @@ class Sampler(torch.optim.Optimizer):
         common finiteness check (one reduction, finite) is made here; only a bucket whose
         reduction is not finite, or that has no cheap one, goes to :meth:`_check_finite`.
         """
-        declares, split_update, prepares = _protocol(type(self))
+        _declares, split_update, prepares = _protocol(type(self))
         witnesses = [self._prepare(group, params, grads) for _gi, group, params, grads, _offsets in work] \
             if prepares else None
         if self.check_finite:
