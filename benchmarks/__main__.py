@@ -1,4 +1,4 @@
-"""python -m benchmarks {list, run, report, data}: the command line (thin; the work is elsewhere)."""
+"""python -m benchmarks {list, run, report, compare, data}: the command line (thin; the work is elsewhere)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=(
         "sgmcmc-bench: run SG-MCMC samplers against tasks with known or measurable answers, "
         "and build leaderboard tables from the run records."))
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,report,data}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,report,compare,data}")
 
     p_list = sub.add_parser("list", help="list samplers, tasks and suites")
     p_list.set_defaults(func=cmd_list)
@@ -77,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="which profile's records (default: 'default' if present)")
     p_rep.add_argument("--no-plots", action="store_true", help="tables only, no PNG figures")
     p_rep.set_defaults(func=cmd_report)
+
+    p_cmp = sub.add_parser("compare", help="do two results folders hold the same runs? (a reproduction check)",
+                           description="Match the records of two results folders by configuration and compare "
+                           "status, gradient count and every metric but timings. Exit 0 when every run in both "
+                           "agrees, 1 when one differs or none is in both, 2 on a bad argument.")
+    p_cmp.add_argument("a", help="a results folder (holding records/), e.g. the published results")
+    p_cmp.add_argument("b", help="another, e.g. a rerun's --results-dir")
+    p_cmp.add_argument("--rtol", type=float, default=0.0,
+                       help="relative tolerance for numbers (default 0: to the last digit, as a seeded rerun on the "
+                            "same software gives)")
+    p_cmp.add_argument("--show", type=_positive_int("--show"), default=20, help="list at most this many differing runs")
+    p_cmp.set_defaults(func=cmd_compare, _parser=p_cmp)
 
     try:
         from .data.cli import add_subcommand
@@ -203,6 +215,20 @@ def cmd_report(args) -> int:
         return 1
     print(f"leaderboard: {path}")
     return 0
+
+
+def cmd_compare(args) -> int:
+    from . import compare
+
+    try:
+        result = compare.compare(args.a, args.b, rtol=args.rtol, warn=lambda m: print(m, file=sys.stderr))
+    except (ValueError, FileNotFoundError) as exc:
+        args._parser.error(str(exc))
+    print(compare.format_report(result, args.a, args.b, args.rtol, show=args.show))
+    if result.compared == 0:
+        print("nothing to compare: no run is in both folders", file=sys.stderr)
+        return 1
+    return 1 if result.differ else 0
 
 
 def main(argv: list[str] | None = None) -> int:
