@@ -467,6 +467,42 @@ def ess_rates(min_ess, wall_seconds, grad_evals) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# multimodal targets: does each chain weigh the modes right?
+# --------------------------------------------------------------------------------------------
+
+
+def mode_mass_errors(in_region, mass) -> tuple[float, float]:
+    """How well kept draws weigh a region (one mode's basin) whose exact probability is ``mass``.
+
+    ``in_region``: bool [chains, draws], whether each kept draw lies in the region. Returns
+    (pooled, per_chain) with pooled = |mean over all draws - mass| and per_chain = mean over
+    chains c of |mean over chain c's draws - mass|. The pooled error can be small by the luck of
+    where the chains started (each chain stuck in its first mode, in the right proportion); the
+    per-chain error cannot: it is 0 only if every chain visits the region for the right share of
+    its time, and mass (1 - mass) * 2 when every chain stays where it started with the right odds.
+    """
+    x = np.asarray(in_region, dtype=bool)
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ValueError(f"in_region must be [chains, draws] with draws >= 1, got shape {x.shape}")
+    if not 0.0 <= mass <= 1.0:
+        raise ValueError(f"mass={mass!r} is out of range; valid: [0, 1]")
+    per_chain = x.mean(axis=1)
+    return float(abs(per_chain.mean() - mass)), float(np.mean(np.abs(per_chain - mass)))
+
+
+def region_switches(in_region) -> float:
+    """Mean over chains of the number of times consecutive kept draws change side of a region's
+    boundary (in or out): how often a chain crosses between modes, as seen at the thinning.
+    ``in_region``: bool [chains, draws]."""
+    x = np.asarray(in_region, dtype=bool)
+    if x.ndim != 2:
+        raise ValueError(f"in_region must be [chains, draws], got shape {x.shape}")
+    if x.shape[1] < 2:
+        return 0.0
+    return float(np.mean(np.sum(x[:, 1:] != x[:, :-1], axis=1)))
+
+
+# --------------------------------------------------------------------------------------------
 # streaming moments
 # --------------------------------------------------------------------------------------------
 

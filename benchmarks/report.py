@@ -268,17 +268,28 @@ def figure_styles(labels: list[str]) -> dict[str, dict]:
     return out
 
 
+#: panel titles of the sweep figure where a metric's table label is too terse
+SWEEP_TITLES = {"kl": "KL(fit || true)", "var_error": "marginal variance error",
+                "ess_per_1k_grads": "min bulk ESS per 1k gradients"}
+
+
 def plot_sweep(sub: pd.DataFrame, task: str, results_dir: Path) -> Path:
-    """Bias (KL, variance error) and ESS per 1k gradients against lr, one line per sampler; runs that
-    diverged (x) or failed (+) at that lr are marked on the top edge of each panel, not as values."""
+    """The task's three ``sweep_keys`` (e.g. KL, variance error, ESS per 1k gradients) against lr,
+    one line per sampler; runs that diverged (x) or failed (+) at that lr are marked on the top edge
+    of each panel, not as values."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    from .tasks import get_task
+
+    spec = get_task(task)
+    keys = spec.sweep_keys
+    columns = {m.key: m for m in spec.metrics}
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4))
     for sampler, g in sub.groupby("sampler", sort=False):
         g = g.sort_values("lr")
         ok = g[g.status == "ok"]
         style = sampler_style(sampler)
-        for ax, key in zip(axes, ("kl", "var_error", "ess_per_1k_grads")):
+        for ax, key in zip(axes, keys):
             if key in ok:
                 ax.plot(ok.lr, ok[key], marker=style["marker"], color=style["color"], ls=style["ls"], alpha=0.85,
                         ms=5, label=sampler)
@@ -287,13 +298,17 @@ def plot_sweep(sub: pd.DataFrame, task: str, results_dir: Path) -> Path:
                 if len(bad):
                     ax.plot(bad.lr, [0.97] * len(bad), mark, color=style["color"], ms=9, mew=2,
                             transform=ax.get_xaxis_transform(), clip_on=False)
-    titles = ("KL(fit || true)  (lower is better)", "marginal variance error  (lower is better)",
-              "min bulk ESS per 1k gradients  (higher is better)")
-    for ax, title in zip(axes, titles):
+    for ax, key in zip(axes, keys):
+        m = columns.get(key)
+        better = {"min": "  (lower is better)", "max": "  (higher is better)"}.get(m.better if m else "", "")
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        values = sub.loc[sub.status == "ok", key] if key in sub else pd.Series(dtype=float)
+        if (values <= 0).any():  # counts that can be 0 (mode switches): linear near 0, log above 1
+            ax.set_yscale("symlog", linthresh=1.0)
+        else:
+            ax.set_yscale("log")
         ax.set_xlabel("lr (step on L = U / N)")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(SWEEP_TITLES.get(key, m.label if m else key) + better, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8)

@@ -82,6 +82,8 @@ class Task(ABC):
     metrics: tuple[Metric, ...] = ()
     #: metric keys shown in the leaderboard's summary table (default: the headline, metrics[0])
     summary_keys: tuple[str, ...] = ()
+    #: the three metrics a step-size sweep figure plots against lr (tasks with a ``sweep`` config)
+    sweep_keys: tuple[str, ...] = ("kl", "var_error", "ess_per_1k_grads")
     #: profiles in which this task is part of its suite
     profiles: tuple[str, ...] = PROFILES
     #: False for a study suite's task: ``run all`` (the published leaderboard) leaves it out, and

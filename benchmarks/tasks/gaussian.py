@@ -294,6 +294,98 @@ class BayesianLinearRegression(GaussianTask):
         out.mul_(-1.0 / (self.batch_size * self.noise_sd**2)).add_(theta, alpha=self.prior_precision / self.num_data)
 
 
+MIXTURE_METRICS = (
+    Metric("chain_mass_error", "per-chain mode-mass err", "min", ".3f"),
+    Metric("mass_error", "pooled mode-mass err", "min", ".3f"),
+    Metric("switches", "mode switches / chain", "max", ".1f"),
+    Metric("mean_error", "mean err (Mahal.)", "min"),
+    Metric("var_error", "var err |log|", "min"),
+    Metric("ess_min", "min bulk ESS", "max", ".0f"),
+    Metric("ess_per_1k_grads", "ESS / 1k grads", "max", ".3g"),
+    Metric("ess_per_second", "ESS / s", "max", ".0f"),
+    Metric("rhat_max", "max R-hat", "min", ".3f"),
+)
+
+
+class GaussianMixture2D(GaussianTask):
+    """Two modes: U(theta) = -log sum_k w_k N(theta; c_k, s^2 I), d = 2, exact gradients.
+
+    w = (0.7, 0.3), c = (-1.5, 0) and (1.5, 0), s = 0.5: the modes are 6 s apart, and the density at
+    the saddle (the origin) is e^-4.5 of the smaller mode's peak, a barrier a chain crosses a few
+    times in a run at a sampler's stable step sizes. The exact answers: the mixture's mean and
+    covariance (for the mean and variance errors; the chains start over-dispersed around them, as on
+    the other toy tasks, so they start in both modes) and the mass of the right half-plane,
+    P(theta_1 > 0) = sum_k w_k Phi(c_k1 / s) = 0.3005, the share of its time a chain should spend in
+    the right mode. The headline is the per-chain error of that share
+    (:func:`metrics.mode_mass_errors`): a sampler whose chains never cross scores ~0.42 however well
+    its pooled draws happen to be split. A Gaussian fit (KL, W2) means nothing for two modes and is
+    not reported. The gradient is sum_k r_k (theta - c_k) / s^2 with r the component
+    responsibilities (a softmax over k).
+    """
+
+    name = "mixture-2d"
+    suite = "multimodal"
+    in_all = False
+    description = ("two-mode Gaussian mixture, d = 2: 0.7 N((-1.5, 0), 0.5^2 I) + 0.3 N((1.5, 0), 0.5^2 I); "
+                   "does each chain weigh the modes right?")
+    metrics = MIXTURE_METRICS
+    summary_keys = ("chain_mass_error", "switches")
+    sweep_keys = ("chain_mass_error", "var_error", "switches")
+    weights = (0.7, 0.3)
+    centers = ((-1.5, 0.0), (1.5, 0.0))
+    sd = 0.5
+
+    def make_target(self, gen):
+        w = torch.tensor(self.weights, dtype=torch.float64)
+        c = torch.tensor(self.centers, dtype=torch.float64)
+        mean = w @ c
+        spread = (c - mean).T @ torch.diag(w) @ (c - mean)
+        return GaussianTarget.from_cov(mean, self.sd**2 * torch.eye(2, dtype=torch.float64) + spread)
+
+    @property
+    def right_mass(self) -> float:
+        """P(theta_1 > 0) under the mixture: sum_k w_k Phi(c_k1 / s)."""
+        from scipy.stats import norm
+
+        return float(sum(w * norm.cdf(c[0] / self.sd) for w, c in zip(self.weights, self.centers)))
+
+    def prepare(self, device, dtype):
+        _ = self.target
+        self._c = torch.tensor(self.centers, dtype=dtype, device=device)  # [K, d]
+        self._logw = torch.tensor(self.weights, dtype=torch.float64).log().to(device, dtype)
+
+    def grad_(self, theta, out, gen):
+        """out <- grad U(theta) = sum_k r_k(theta) (theta - c_k) / s^2 for every chain (N = 1)."""
+        diff = theta.unsqueeze(1) - self._c  # [C, K, d]
+        logits = self._logw - diff.square().sum(-1) / (2 * self.sd**2)  # [C, K]
+        r = torch.softmax(logits, dim=1)
+        torch.sum(r.unsqueeze(-1) * diff, dim=1, out=out)
+        out.div_(self.sd**2)
+
+    def evaluate(self, trace, seconds, grad_evals):
+        """Mode weights per chain and pooled, crossings, moments and mixing from [draws, chains, d]."""
+        t = self.target
+        draws = trace.double().cpu().numpy()
+        flat = draws.reshape(-1, draws.shape[-1])
+        per_chain = np.ascontiguousarray(draws.transpose(1, 0, 2))  # [chains, draws, d]
+        right = per_chain[..., 0] > 0.0
+        pooled, chain = M.mode_mass_errors(right, self.right_mass)
+        ess, rhat = M.mixing_diagnostics(per_chain)
+        ess_min = float(np.min(ess))
+        out = {
+            "chain_mass_error": chain,
+            "mass_error": pooled,
+            "switches": M.region_switches(right),
+            "mean_error": M.mahalanobis_mean_error(flat.mean(0), t.mean.numpy(), t.cov.numpy()),
+            "var_error": M.marginal_variance_error(flat.var(0, ddof=1), np.diag(t.cov.numpy())),
+            "ess_min": ess_min,
+            "rhat_max": float(np.max(rhat)),
+        }
+        out.update(M.ess_rates(ess_min, seconds, grad_evals))
+        return out
+
+
 TOY_TASKS: tuple[GaussianTask, ...] = (
     IsotropicGaussian(), IllConditionedGaussian(), CorrelatedGaussian(), HighDimGaussian(), BayesianLinearRegression(),
+    GaussianMixture2D(),
 )

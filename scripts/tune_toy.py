@@ -1,0 +1,62 @@
+"""How a toy task's step sizes are chosen: every sampler over a grid of lr, on a seed that is not
+published (100), recorded under ``results/tuning/`` like any run (a rerun skips what is done).
+
+    python scripts/tune_toy.py --task mixture-2d [--lrs 0.001,0.003,...] [--only sgld,psgld] [--jobs 2]
+
+Prints one row per (sampler, lr) with the task's metrics; the choice rule is the config file's
+(benchmarks/configs/toy.toml says it per task).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from benchmarks import runner
+from benchmarks.tasks import get_task
+
+SAMPLERS = ("sgld", "psgld", "sghmc", "underdamped")  # sgd takes sgld's lr (the optimiser baseline)
+#: the samplers' own hyperparameters other than lr, as on the other toy tasks
+FIXED = {"psgld": {"alpha": 0.99}, "sghmc": {"friction": 0.1}, "underdamped": {"friction": 0.1}}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", required=True)
+    ap.add_argument("--lrs", default="0.001,0.003,0.01,0.03,0.1,0.3", help="comma-separated step sizes")
+    ap.add_argument("--only", default=None, help="comma-separated samplers (default: sgld, psgld, sghmc, underdamped)")
+    ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--results-dir", default=None, help="default: results/tuning/<task>")
+    args = ap.parse_args(argv)
+    try:
+        task = get_task(args.task)
+        lrs = [float(x) for x in args.lrs.split(",") if x.strip()]
+    except ValueError as exc:
+        ap.error(str(exc))
+    samplers = args.only.split(",") if args.only else list(SAMPLERS)
+    results = args.results_dir or f"results/tuning/{task.name}"
+    specs = [runner.RunSpec.make(task.name, s, {**FIXED.get(s, {}), "lr": lr}, args.seed, args.profile, "tuning")
+             for s in samplers for lr in lrs]
+    summary = runner.execute(specs, runner.RunOptions(results_dir=results, show_progress=True),
+                             jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
+    print(summary.line())
+    keys = {s.key for s in specs}
+    columns = [m for m in task.metrics if m.key != "ess_per_second"]
+    print("| sampler | lr | status | " + " | ".join(m.label for m in columns) + " |")
+    print("|---|---|---|" + "---|" * len(columns))
+    rows = []
+    for rec in runner.load_records(results):
+        if rec["key"] not in keys:
+            continue
+        cfg, m = rec["config"], rec["metrics"]
+        cells = [format(m[c.key], c.fmt) if isinstance(m.get(c.key), (int, float)) else "-" for c in columns]
+        rows.append(((cfg["sampler"], cfg["hyper"]["lr"]),
+                     f"| {cfg['sampler']} | {cfg['hyper']['lr']:g} | {rec['status']} | " + " | ".join(cells) + " |"))
+    print("\n".join(row for _key, row in sorted(rows)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
