@@ -492,8 +492,9 @@ def mode_mass_errors(in_region, mass) -> tuple[float, float]:
 
 def region_switches(in_region) -> float:
     """Mean over chains of the number of times consecutive kept draws change side of a region's
-    boundary (in or out): how often a chain crosses between modes, as seen at the thinning.
-    ``in_region``: bool [chains, draws]."""
+    boundary (in or out): how often a chain crosses between modes, as seen at the thinning. A draw
+    in a mode's far tail that lands over the boundary counts too (for the mixture task's modes,
+    3 sd from it: about 1 draw in 740). ``in_region``: bool [chains, draws]."""
     x = np.asarray(in_region, dtype=bool)
     if x.ndim != 2:
         raise ValueError(f"in_region must be [chains, draws], got shape {x.shape}")

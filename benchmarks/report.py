@@ -305,6 +305,7 @@ def plot_sweep(sub: pd.DataFrame, task: str, results_dir: Path) -> Path:
         values = sub.loc[sub.status == "ok", key] if key in sub else pd.Series(dtype=float)
         if (values <= 0).any():  # counts that can be 0 (mode switches): linear near 0, log above 1
             ax.set_yscale("symlog", linthresh=1.0)
+            ax.set_ylim(bottom=0)
         else:
             ax.set_yscale("log")
         ax.set_xlabel("lr (step on L = U / N)")

@@ -1,0 +1,102 @@
+"""The multimodal study: the two-mode mixture task and its mode-mass metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sgmcmc
+from benchmarks import metrics as M
+from benchmarks.__main__ import main
+from benchmarks.tasks import get_task, suites
+from benchmarks.tasks.base import RunContext
+from benchmarks.tasks.gaussian import GaussianMixture2D
+
+
+# ---------------------------------------------------------------------- metrics, hand cases
+def test_mode_mass_errors_hand_cases():
+    every_chain_right = np.array([[True, False, False, False]] * 3)  # each chain 1/4 of its time in the region
+    assert M.mode_mass_errors(every_chain_right, 0.25) == (0.0, 0.0)
+    stuck = np.array([[True] * 4, [False] * 4, [False] * 4, [False] * 4])  # one chain in, three out: pooled 1/4
+    pooled, per_chain = M.mode_mass_errors(stuck, 0.25)
+    assert pooled == 0.0  # right by the luck of the starts
+    assert per_chain == pytest.approx((0.75 + 3 * 0.25) / 4)  # = 2 p (1 - p) = 0.375
+    with pytest.raises(ValueError, match="mass=1.5 is out of range"):
+        M.mode_mass_errors(stuck, 1.5)
+    with pytest.raises(ValueError, match="must be \\[chains, draws\\]"):
+        M.mode_mass_errors(np.ones(4, dtype=bool), 0.5)
+
+
+def test_region_switches_counts_side_changes_per_chain():
+    x = np.array([[False, True, True, False, True], [False] * 5])
+    assert M.region_switches(x) == pytest.approx((3 + 0) / 2)
+    assert M.region_switches(np.zeros((2, 1), dtype=bool)) == 0.0
+
+
+# ---------------------------------------------------------------------- the task
+def test_the_mixture_gradient_is_autograds():
+    task = GaussianMixture2D()
+    task.prepare(torch.device("cpu"), torch.float64)
+    theta = (3 * torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)).requires_grad_()
+    w = torch.tensor(task.weights, dtype=torch.float64)
+    c = torch.tensor(task.centers, dtype=torch.float64)
+    log_p = torch.logsumexp(w.log() - ((theta[:, None] - c) ** 2).sum(-1) / (2 * task.sd**2), dim=1)
+    (-log_p.sum()).backward()
+    out = torch.empty(16, 2, dtype=torch.float64)
+    task.grad_(theta.detach(), out, None)
+    torch.testing.assert_close(out, theta.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_the_exact_answers_match_exact_draws_from_the_mixture():
+    """Moments and the right-mode mass against 400k independent draws (tolerances ~5 sd of the
+    Monte-Carlo error); iid draws score near 0 on the per-chain error and switch sides often."""
+    task = GaussianMixture2D()
+    rng = np.random.default_rng(0)
+    n = 400_000
+    comp = rng.random(n) < task.weights[1]
+    x = rng.normal(size=(n, 2)) * task.sd + np.asarray(task.centers)[comp.astype(int)]
+    assert abs((x[:, 0] > 0).mean() - task.right_mass) < 5 * np.sqrt(0.21 / n)
+    assert task.right_mass == pytest.approx(0.3005, abs=1e-4)
+    np.testing.assert_allclose(x.mean(0), task.target.mean.numpy(), atol=0.01)
+    np.testing.assert_allclose(np.cov(x, rowvar=False), task.target.cov.numpy(), atol=0.02)
+    trace = torch.from_numpy(x[:32_000].reshape(1000, 32, 2))  # [draws, chains, d]: 32 iid "chains"
+    m = task.evaluate(trace, 1.0, 32_000)
+    assert m["chain_mass_error"] < 0.05 and m["mass_error"] < 0.02 and m["switches"] > 300
+    assert m["var_error"] < 0.05 and m["rhat_max"] < 1.01
+
+
+def test_chains_that_never_cross_are_caught_by_the_per_chain_error_only():
+    task = GaussianMixture2D()
+    rng = np.random.default_rng(1)
+    right = np.arange(32) < 10  # 10 of 32 chains (~0.31) sit in the right mode for good
+    centers = np.asarray(task.centers)[right.astype(int)]  # [chains, d]
+    x = rng.normal(size=(500, 32, 2)) * task.sd + centers
+    m = task.evaluate(torch.from_numpy(x), 1.0, 16_000)
+    assert m["mass_error"] < 0.02  # pooled: right by the luck of the starts
+    assert m["chain_mass_error"] > 0.4 and m["rhat_max"] > 1.2  # R-hat flags it too
+    # a draw in a mode's far tail (3 sd, ~1 in 740) lands over the boundary: a few counted crossings
+    assert m["switches"] < 5
+
+
+def test_sgld_on_the_mixture_crosses_and_sgd_does_not():
+    """A short run through the task's own loop (quick profile) with the study's configured lr."""
+    task = get_task("mixture-2d")
+    ctx = RunContext(seed=0, profile="quick")
+    sgld = task.run(sgmcmc.get("sgld"), {"lr": 0.1}, ctx).metrics
+    sgd = task.run(sgmcmc.get("sgd"), {"lr": 0.1}, ctx).metrics
+    assert sgld["switches"] > 2 and sgd["switches"] == 0.0
+    assert sgd["chain_mass_error"] > sgld["chain_mass_error"]
+
+
+def test_the_multimodal_study_is_its_own_suite_outside_all():
+    known = suites()
+    assert known["multimodal"] == ["mixture-2d"] and "mixture-2d" not in known["all"]
+
+
+def test_run_multimodal_end_to_end_writes_its_table_and_sweep_figure(tmp_path, capsys):
+    args = ["run", "multimodal", "--profile", "quick", "--samplers", "sgld,sghmc", "--results-dir", str(tmp_path)]
+    assert main(args) == 0
+    board = (tmp_path / "leaderboard.md").read_text()
+    assert "per-chain mode-mass err" in board and "mode switches / chain" in board
+    assert (tmp_path / "sweep_mixture-2d.png").stat().st_size > 10_000
