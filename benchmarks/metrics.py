@@ -490,17 +490,24 @@ def mode_mass_errors(in_region, mass) -> tuple[float, float]:
     return float(abs(per_chain.mean() - mass)), float(np.mean(np.abs(per_chain - mass)))
 
 
-def region_switches(in_region) -> float:
-    """Mean over chains of the number of times consecutive kept draws change side of a region's
-    boundary (in or out): how often a chain crosses between modes, as seen at the thinning. A draw
-    in a mode's far tail that lands over the boundary counts too (for the mixture task's modes,
-    3 sd from it: about 1 draw in 740). ``in_region``: bool [chains, draws]."""
-    x = np.asarray(in_region, dtype=bool)
+def mode_switches(x, low: float, high: float) -> float:
+    """Mean over chains of the number of mode changes seen in a coordinate's kept draws, with
+    hysteresis: a chain is in the low mode once a draw is <= ``low``, in the high mode once a draw
+    is >= ``high``, and keeps its mode while its draws stay in between; a switch is a change of
+    mode. A draw in a mode's tail that strays past the boundary between them, but not into the
+    other mode's core, is not a switch (with one boundary at 0, iid draws from one mode of the
+    mixture task alone would count ~1 crossing per 740 draws). ``x``: [chains, draws]."""
+    x = np.asarray(x, dtype=float)
     if x.ndim != 2:
-        raise ValueError(f"in_region must be [chains, draws], got shape {x.shape}")
-    if x.shape[1] < 2:
-        return 0.0
-    return float(np.mean(np.sum(x[:, 1:] != x[:, :-1], axis=1)))
+        raise ValueError(f"x must be [chains, draws], got shape {x.shape}")
+    if not low < high:
+        raise ValueError(f"low={low!r} must be below high={high!r}")
+    state = np.where(x <= low, -1, np.where(x >= high, 1, 0))  # 0: between the cores
+    counts = []
+    for row in state:
+        seen = row[row != 0]
+        counts.append(int(np.sum(seen[1:] != seen[:-1])) if seen.size > 1 else 0)
+    return float(np.mean(counts)) if counts else 0.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,10 +28,17 @@ def test_mode_mass_errors_hand_cases():
         M.mode_mass_errors(np.ones(4, dtype=bool), 0.5)
 
 
-def test_region_switches_counts_side_changes_per_chain():
-    x = np.array([[False, True, True, False, True], [False] * 5])
-    assert M.region_switches(x) == pytest.approx((3 + 0) / 2)
-    assert M.region_switches(np.zeros((2, 1), dtype=bool)) == 0.0
+def test_mode_switches_count_changes_between_cores_only():
+    x = np.array([
+        [-1.0, 1.0, 0.9, -0.8, 1.2],     # left, right, right, left, right: 3 switches
+        [-1.0, 0.2, 0.5, -0.1, -1.3],    # strays past 0 but never reaches the right core: 0
+        [0.0, 0.1, 1.0, 0.3, -0.9],      # starts between the cores, then right, then left: 1
+        [-1.0, -1.1, -0.9, -1.2, -1.0],  # stays: 0
+    ])
+    assert M.mode_switches(x, -0.75, 0.75) == pytest.approx((3 + 0 + 1 + 0) / 4)
+    assert M.mode_switches(np.zeros((2, 1)), -0.75, 0.75) == 0.0
+    with pytest.raises(ValueError, match="low=1 must be below high=0"):
+        M.mode_switches(x, 1, 0)
 
 
 # ---------------------------------------------------------------------- the task
@@ -75,8 +82,9 @@ def test_chains_that_never_cross_are_caught_by_the_per_chain_error_only():
     m = task.evaluate(torch.from_numpy(x), 1.0, 16_000)
     assert m["mass_error"] < 0.02  # pooled: right by the luck of the starts
     assert m["chain_mass_error"] > 0.4 and m["rhat_max"] > 1.2  # R-hat flags it too
-    # a draw in a mode's far tail (3 sd, ~1 in 740) lands over the boundary: a few counted crossings
-    assert m["switches"] < 5
+    # some draws in a mode's far tail (3 sd, ~1 in 740) land past the boundary at 0, none in the
+    # other mode's core (4.5 sd): no switch is counted
+    assert (x[..., 0] * np.where(right, -1, 1) > 0).any() and m["switches"] == 0.0
 
 
 def test_sgld_on_the_mixture_crosses_and_sgd_does_not():

@@ -315,7 +315,9 @@ class GaussianMixture2D(GaussianTask):
     P(theta_1 > 0) = sum_k w_k Phi(c_k1 / s) = 0.3005, the share of its time a chain should spend in
     the right mode. The headline is the per-chain error of that share
     (:func:`metrics.mode_mass_errors`): a sampler whose chains never cross scores ~0.42 however well
-    its pooled draws happen to be split. A Gaussian fit (KL, W2) means nothing for two modes and is
+    its pooled draws happen to be split. Mode switches are counted between the modes' cores
+    (theta_1 <= -0.75 and >= 0.75, 1.5 sd from each centre: :func:`metrics.mode_switches`), so a
+    tail draw that strays past 0 is not one. A Gaussian fit (KL, W2) means nothing for two modes and is
     not reported. The gradient is sum_k r_k (theta - c_k) / s^2 with r the component
     responsibilities (a softmax over k).
     """
@@ -338,6 +340,13 @@ class GaussianMixture2D(GaussianTask):
         mean = w @ c
         spread = (c - mean).T @ torch.diag(w) @ (c - mean)
         return GaussianTarget.from_cov(mean, self.sd**2 * torch.eye(2, dtype=torch.float64) + spread)
+
+    @property
+    def cores(self) -> tuple[float, float]:
+        """theta_1 at or below the first value is the left mode's core, at or above the second the
+        right one's: 1.5 sd from each centre towards the other (a mode switch is counted between
+        cores, see :func:`metrics.mode_switches`)."""
+        return self.centers[0][0] + 1.5 * self.sd, self.centers[1][0] - 1.5 * self.sd
 
     @property
     def right_mass(self) -> float:
@@ -372,7 +381,7 @@ class GaussianMixture2D(GaussianTask):
         out = {
             "chain_mass_error": chain,
             "mass_error": pooled,
-            "switches": M.region_switches(right),
+            "switches": M.mode_switches(per_chain[..., 0], *self.cores),
             "mean_error": M.mahalanobis_mean_error(flat.mean(0), t.mean.numpy(), t.cov.numpy()),
             "var_error": M.marginal_variance_error(flat.var(0, ddof=1), np.diag(t.cov.numpy())),
             "ess_min": ess_min,
