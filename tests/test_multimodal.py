@@ -108,3 +108,50 @@ def test_run_multimodal_end_to_end_writes_its_table_and_sweep_figure(tmp_path, c
     board = (tmp_path / "leaderboard.md").read_text()
     assert "per-chain mode-mass err" in board and "mode switches / chain" in board
     assert (tmp_path / "sweep_mixture-2d.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------- cyclical step sizes on the toy tasks
+def test_keep_plan_constant_is_the_protocols_and_cyclical_keeps_each_cycles_tail():
+    task = GaussianMixture2D()
+    proto = dict(steps=40, burn_in=10, thin=2, chains=2)
+    assert [t for t, k in enumerate(task.keep_plan(proto)) if k] == list(range(11, 40, 2))
+    kept = [t for t, k in enumerate(task.keep_plan(proto, cycles=4, keep_last=0.5)) if k]
+    # cycles of 10 steps; the last 5 of each (positions 5..9) after burn-in, every 2nd step
+    assert kept == [15, 17, 19, 25, 27, 29, 35, 37, 39]
+
+
+def test_a_cyclical_toy_run_follows_the_cosine_and_keeps_the_tails():
+    seen = []
+
+    class Recording(sgmcmc.get("sgld")):
+        def _update(self, group, params, grads):
+            seen.append(group["lr"])
+            super()._update(group, params, grads)
+
+    task = get_task("mixture-2d")
+    res = task.run(Recording, {"lr": 0.2, "cycles": 4, "keep_last": 0.25}, RunContext(seed=0, profile="quick"))
+    steps, length = 2000, 500
+    expected = [0.2 * (1 + np.cos(np.pi * (t % length) / length)) / 2 for t in range(steps)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-9, atol=1e-12)
+    assert res.metrics["switches"] >= 0 and np.isfinite(res.metrics["chain_mass_error"])
+
+
+@pytest.mark.parametrize("opts,message", [
+    ({"cycles": 3}, "cycles=3 is out of range; valid: 0 (a constant step) or an integer that divides the step counts"),
+    ({"cycles": -1}, "cycles=-1 is out of range"),
+    ({"cycles": 2.5}, "cycles=2.5 is out of range"),
+    ({"cycles": 4, "keep_last": 0.0}, "keep_last=0.0 is out of range; valid: (0, 1]"),
+    ({"keep_last": 0.5}, "keep_last=0.5 applies to a cyclical schedule only"),
+])
+def test_bad_cyclical_keys_are_refused_naming_the_value(opts, message):
+    with pytest.raises(ValueError) as info:
+        GaussianMixture2D().check_task_keys(opts)
+    assert message in str(info.value)
+
+
+def test_a_bad_cycle_count_stops_the_grid_with_status_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "multimodal", "--hyper", "cycles=3", "--results-dir", str(tmp_path)])
+    assert info.value.code == 2
+    assert "cycles=3.0 is out of range" in capsys.readouterr().err
+    assert not (tmp_path / "records").exists()

@@ -162,7 +162,7 @@ def test_failed_run_is_recorded_with_the_error(tmp_path, tiny_profile):
     (["run", "mnist", "--profile", "quick", "--tasks", "mnist-cnn"], "mnist-cnn runs only in profile(s) full"),
     (["run", "toy", "--hyper", "lr=-1"], "--hyper lr: SGD: lr=-1.0 is out of range; valid: (0.0, inf)"),
     (["run", "toy", "--hyper", "lr=abc"], "lr='abc' is not a number"),
-    (["run", "toy", "--hyper", "bogus=1"], "--hyper bogus: not a hyperparameter of sgd on gauss-iso-100; valid: lr"),
+    (["run", "toy", "--hyper", "bogus=1"], "--hyper bogus: not a hyperparameter of sgd on gauss-iso-100; valid: cycles, keep_last, lr, temperature"),
     (["run", "toy", "--samplers", "sgld,sghmc", "--hyper", "friction=0.2"], "friction: not a hyperparameter of sgld"),
     (["run", "toy", "--samplers", "sghmc", "--hyper", "friction=2"], "friction=2.0 is out of range; valid: (0.0, 1.0]"),
     (["run", "toy", "--hyper", "num_data=10"], "N is set by each task"),

@@ -75,11 +75,17 @@ def _rotation(d: int, gen: torch.Generator) -> torch.Tensor:
     return q * torch.sign(torch.diagonal(r))
 
 
+#: task-wide keys of the toy tasks (``--hyper cycles=40 --hyper keep_last=0.25``): a cyclical
+#: step-size schedule, none by default (see :meth:`GaussianTask.keep_plan`)
+TOY_TASK_KEYS = {"cycles": 0, "keep_last": 1.0}
+
+
 class GaussianTask(Task):
     """A Gaussian potential with exact gradients; subclasses define the target."""
 
     suite = "toy"
     metrics = TOY_METRICS
+    task_keys = TOY_TASK_KEYS
     num_data = 1
     #: seed of the target itself (fixed: every run sees the same posterior)
     target_seed = 20261127
@@ -99,6 +105,34 @@ class GaussianTask(Task):
 
     def protocol(self, profile: str) -> dict:
         return dict(TOY_PROFILES[check_profile(profile)])
+
+    def check_task_keys(self, opts: dict) -> None:
+        """``cycles``: an integer >= 0 that divides every profile's step count (0: a constant
+        step); ``keep_last``: in (0, 1], and below 1 only with cycles."""
+        cycles, keep_last = opts.get("cycles", 0), opts.get("keep_last", 1.0)
+        steps = sorted({self.protocol(p)["steps"] for p in self.profiles})
+        if not (isinstance(cycles, (int, float)) and float(cycles).is_integer() and cycles >= 0) or any(
+                s % int(cycles) for s in steps if cycles):
+            raise ValueError(f"cycles={cycles!r} is out of range; valid: 0 (a constant step) or an integer that "
+                             f"divides the step counts of {self.name}'s profiles ({', '.join(map(str, steps))})")
+        if not (isinstance(keep_last, (int, float)) and 0.0 < keep_last <= 1.0):
+            raise ValueError(f"keep_last={keep_last!r} is out of range; valid: (0, 1]")
+        if keep_last != 1.0 and not cycles:
+            raise ValueError(f"keep_last={keep_last!r} applies to a cyclical schedule only; valid: 1 without cycles")
+
+    def keep_plan(self, proto: dict, cycles: int = 0, keep_last: float = 1.0) -> list[bool]:
+        """Which steps' states are kept: after ``burn_in``, every ``thin``-th. With ``cycles`` the
+        step size follows a cosine from ``lr`` down to ~0 within each of ``cycles`` equal cycles
+        (``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``, as the cyclical MNIST task;
+        Zhang et al. 2020), the noise stays on throughout, and only states in the last ``keep_last``
+        share of each cycle (the small steps) are kept: large steps to cross between modes, small
+        ones for the draws."""
+        steps, burn_in, thin = proto["steps"], proto["burn_in"], proto["thin"]
+        if not cycles:
+            return [t >= burn_in and (t - burn_in + 1) % thin == 0 for t in range(steps)]
+        length = steps // cycles
+        first = length - max(1, round(keep_last * length))
+        return [t >= burn_in and (t - burn_in + 1) % thin == 0 and t % length >= first for t in range(steps)]
 
     # -- the potential ----------------------------------------------------------
     def prepare(self, device: torch.device, dtype: torch.dtype) -> None:
@@ -135,7 +169,7 @@ class GaussianTask(Task):
 
     def _run(self, sampler_cls: type, hyper: dict, ctx: RunContext) -> RunResult:
         proto = self.protocol(ctx.profile)
-        chains, steps, burn_in, thin = proto["chains"], proto["steps"], proto["burn_in"], proto["thin"]
+        chains, steps = proto["chains"], proto["steps"]
         dtype = torch.float32
         # init from a CPU generator (float64), minibatches from one on the run's device, so a GPU run
         # draws its indices where the data is; the samplers' noise comes from the global generator
@@ -143,8 +177,16 @@ class GaussianTask(Task):
         gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
         self.prepare(ctx.device, dtype)
         theta.grad = torch.zeros_like(theta)
+        hyper = dict(hyper)
+        opts = {k: hyper.pop(k, v) for k, v in self.task_keys.items()}
+        self.check_task_keys(opts)
+        cycles = int(opts["cycles"])
         sampler = build_sampler(sampler_cls, [theta], hyper, self.num_data)
-        keep = (steps - burn_in) // thin
+        keep_at = self.keep_plan(proto, cycles, float(opts["keep_last"]))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(sampler, T_0=steps // cycles) if cycles else None
+        keep = sum(keep_at)
+        if keep < 2:
+            raise ValueError(f"the protocol keeps {keep} draw(s) a chain; ESS and R-hat need >= 2: {proto}, {opts}")
         trace = torch.empty(keep, chains, self.target.dim, dtype=dtype, device=ctx.device)
         watch = Stopwatch()
         bar = ctx.progress(steps, f"{self.name} {sampler_cls.name or sampler_cls.__name__}")
@@ -156,7 +198,9 @@ class GaussianTask(Task):
                     sampler.step()
                 except FloatingPointError as exc:  # sgmcmc.NonFiniteGradientError
                     raise Diverged(t, str(exc)) from exc
-                if t >= burn_in and (t - burn_in + 1) % thin == 0:
+                if schedule is not None:
+                    schedule.step()
+                if keep_at[t]:
                     trace[kept] = theta
                     kept += 1
                 if (t + 1) % chunk == 0:
