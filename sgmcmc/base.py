@@ -740,46 +740,32 @@ class Sampler(torch.optim.Optimizer):
         reference only, so a gradient set to None is freed at once, as without a sampler."""
         groups = self.param_groups
         cached = self._bucket_cache
-        if cached is not None and _same_objects(cached[1], groups):
-            # plain loops: a generator expression costs more than the whole check on a small model
-            seen, i, same = cached[3], 0, True
-            for group in groups:
-                for p in group["params"]:
-                    if i == len(seen):
-                        same = False
-                        break
-                    ref, grad = seen[i], p.grad
-                    if (grad is not None) if ref is None else (grad is None or ref() is not grad):
-                        same = False
-                        break
-                    i += 1
-                if not same:
-                    break
-            if same and i == len(seen):
-                return [(gi, group, params, [p.grad for p in params], offsets)
-                        for gi, group, params, offsets in cached[2]]
-        key = tuple(
-            (id(p), p.device, p.dtype, p.shape) if p.grad is not None else 0
-            for group in groups for p in group["params"]
-        )
-        if cached is not None and cached[0] == key and _same_objects(cached[1], groups):
+        same_groups = cached is not None and _same_objects(cached[1], groups)
+        if same_groups and _same_grads(groups, cached[3]):
             layout = cached[2]
         else:
-            layout = []
-            for gi, group in enumerate(groups):
-                buckets: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
-                for pi, p in enumerate(group["params"]):
-                    if p.grad is None:
-                        continue
-                    if p.grad.is_sparse:
-                        raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-                    b = buckets[(p.device, p.dtype)]
-                    b[0].append(p)
-                    b[1].append(pi)
-                layout.extend((gi, group, params, offsets) for params, offsets in buckets.values())
-            self._bucket_numel = sum(p.numel() for _gi, _group, params, _offsets in layout for p in params)
-        seen = [None if p.grad is None else weakref.ref(p.grad) for group in groups for p in group["params"]]
-        self._bucket_cache = (key, list(groups), layout, seen)
+            key = tuple(
+                (id(p), p.device, p.dtype, p.shape) if p.grad is not None else 0
+                for group in groups for p in group["params"]
+            )
+            if same_groups and cached[0] == key:
+                layout = cached[2]
+            else:
+                layout = []
+                for gi, group in enumerate(groups):
+                    buckets: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
+                    for pi, p in enumerate(group["params"]):
+                        if p.grad is None:
+                            continue
+                        if p.grad.is_sparse:
+                            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+                        b = buckets[(p.device, p.dtype)]
+                        b[0].append(p)
+                        b[1].append(pi)
+                    layout.extend((gi, group, params, offsets) for params, offsets in buckets.values())
+                self._bucket_numel = sum(p.numel() for _gi, _group, params, _offsets in layout for p in params)
+            seen = [None if p.grad is None else weakref.ref(p.grad) for group in groups for p in group["params"]]
+            self._bucket_cache = (key, list(groups), layout, seen)
         return [(gi, group, params, [p.grad for p in params], offsets) for gi, group, params, offsets in layout]
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
@@ -1004,6 +990,22 @@ def _same_objects(a: list, b: list) -> bool:
         if x is not y:
             return False
     return True
+
+
+def _same_grads(groups: list[dict], seen: list) -> bool:
+    """Every parameter of ``groups``, in order, holds the gradient ``seen`` names: a weak reference
+    to it, or None for no gradient. Plain loops: a generator expression costs more than the whole
+    check on a small model."""
+    i = 0
+    for group in groups:
+        for p in group["params"]:
+            if i == len(seen):
+                return False
+            ref, grad = seen[i], p.grad
+            if (grad is not None) if ref is None else (grad is None or ref() is not grad):
+                return False
+            i += 1
+    return i == len(seen)
 
 
 def _plain_step(self: Sampler, closure=None):
