@@ -128,9 +128,7 @@ class GaussianTask(Task):
         share of each cycle (the small steps) are kept: large steps to cross between modes, small
         ones for the draws."""
         steps, burn_in, thin = proto["steps"], proto["burn_in"], proto["thin"]
-        if not cycles:
-            return [t >= burn_in and (t - burn_in + 1) % thin == 0 for t in range(steps)]
-        length = steps // cycles
+        length = steps // cycles if cycles else steps  # no cycles: one cycle, kept whole (keep_last = 1)
         first = length - max(1, round(keep_last * length))
         return [t >= burn_in and (t - burn_in + 1) % thin == 0 and t % length >= first for t in range(steps)]
 
@@ -214,34 +212,41 @@ class GaussianTask(Task):
             sampling_time_s=watch.total,
         )
 
-    def evaluate(self, trace: torch.Tensor, seconds: float, grad_evals: int) -> dict[str, float]:
-        """Fitted Gaussian vs the truth, and mixing, from the kept draws [draws, chains, d]."""
+    def fit_metrics(self, trace: torch.Tensor, seconds: float,
+                    grad_evals: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+        """What every toy task reports from the kept draws [draws, chains, d]: mean and marginal
+        variance errors, min bulk ESS (and its rates), max R-hat; with the per-chain draws
+        [chains, draws, d], the fitted mean and the fitted covariance (diagonal for a diagonal
+        target: a full d x d fit in d = 1000 from ~1e4 draws would measure the estimator's noise,
+        ~d^2 / 4n, not the sampler)."""
         t = self.target
         draws = trace.double().cpu().numpy()
         flat = draws.reshape(-1, draws.shape[-1])
         mean_hat = flat.mean(0)
-        mean, cov = t.mean.numpy(), t.cov.numpy()
-        if t.diagonal:  # a diagonal target is fitted by a diagonal Gaussian: a full d x d fit in
-            # d = 1000 from ~1e4 draws would measure the estimator's noise (~d^2 / 4n), not the sampler
-            cov_hat = np.diag(flat.var(0, ddof=1))
-        else:
-            cov_hat = np.atleast_2d(np.cov(flat, rowvar=False))
+        cov = t.cov.numpy()
+        cov_hat = np.diag(flat.var(0, ddof=1)) if t.diagonal else np.atleast_2d(np.cov(flat, rowvar=False))
         per_chain = np.ascontiguousarray(draws.transpose(1, 0, 2))  # [chains, draws, d]
         ess, rhat = M.mixing_diagnostics(per_chain)
         ess_min = float(np.min(ess))
-        try:
-            kl = M.kl_gaussian(mean_hat, cov_hat, mean, cov)
-        except ValueError:  # fitted covariance singular (the chains collapsed): KL(fit || true) = +inf
-            kl = float("inf")
         out = {
-            "kl": kl,
-            "w2": M.wasserstein2_gaussian(mean_hat, cov_hat, mean, cov),
-            "mean_error": M.mahalanobis_mean_error(mean_hat, mean, cov),
+            "mean_error": M.mahalanobis_mean_error(mean_hat, t.mean.numpy(), cov),
             "var_error": M.marginal_variance_error(np.diag(cov_hat), np.diag(cov)),
             "ess_min": ess_min,
             "rhat_max": float(np.max(rhat)),
         }
         out.update(M.ess_rates(ess_min, seconds, grad_evals))
+        return out, per_chain, mean_hat, cov_hat
+
+    def evaluate(self, trace: torch.Tensor, seconds: float, grad_evals: int) -> dict[str, float]:
+        """Fitted Gaussian vs the truth (KL, W2), and :meth:`fit_metrics`."""
+        t = self.target
+        out, _per_chain, mean_hat, cov_hat = self.fit_metrics(trace, seconds, grad_evals)
+        mean, cov = t.mean.numpy(), t.cov.numpy()
+        try:
+            kl = M.kl_gaussian(mean_hat, cov_hat, mean, cov)
+        except ValueError:  # fitted covariance singular (the chains collapsed): KL(fit || true) = +inf
+            kl = float("inf")
+        out.update(kl=kl, w2=M.wasserstein2_gaussian(mean_hat, cov_hat, mean, cov))
         return out
 
 
@@ -413,25 +418,11 @@ class GaussianMixture2D(GaussianTask):
         out.div_(self.sd**2)
 
     def evaluate(self, trace, seconds, grad_evals):
-        """Mode weights per chain and pooled, crossings, moments and mixing from [draws, chains, d]."""
-        t = self.target
-        draws = trace.double().cpu().numpy()
-        flat = draws.reshape(-1, draws.shape[-1])
-        per_chain = np.ascontiguousarray(draws.transpose(1, 0, 2))  # [chains, draws, d]
-        right = per_chain[..., 0] > 0.0
-        pooled, chain = M.mode_mass_errors(right, self.right_mass)
-        ess, rhat = M.mixing_diagnostics(per_chain)
-        ess_min = float(np.min(ess))
-        out = {
-            "chain_mass_error": chain,
-            "mass_error": pooled,
-            "switches": M.mode_switches(per_chain[..., 0], *self.cores),
-            "mean_error": M.mahalanobis_mean_error(flat.mean(0), t.mean.numpy(), t.cov.numpy()),
-            "var_error": M.marginal_variance_error(flat.var(0, ddof=1), np.diag(t.cov.numpy())),
-            "ess_min": ess_min,
-            "rhat_max": float(np.max(rhat)),
-        }
-        out.update(M.ess_rates(ess_min, seconds, grad_evals))
+        """Mode weights per chain and pooled, mode switches, and :meth:`fit_metrics` (no KL, W2)."""
+        out, per_chain, _mean_hat, _cov_hat = self.fit_metrics(trace, seconds, grad_evals)
+        pooled, chain = M.mode_mass_errors(per_chain[..., 0] > 0.0, self.right_mass)
+        out.update(chain_mass_error=chain, mass_error=pooled,
+                   switches=M.mode_switches(per_chain[..., 0], *self.cores))
         return out
 
 
