@@ -27,7 +27,8 @@ SGD with momentum). The rest is sampling, at the row's temperature (1 unless a c
 otherwise), and a sample is kept every ``thin`` steps of it, the last at the cycle's end. There is
 no separate burn-in: every cycle's sampling stage counts. Every sampler, SGD included, runs the same
 schedule; its step size ``lr`` is tuned on validation like the constant protocol's. The task key
-``explore`` (``--hyper explore=0``) overrides the exploration fraction, for ablations.
+``explore`` (``--hyper explore=0``) overrides the exploration fraction and ``cycles`` (``--hyper
+cycles=10``) the number of cycles, for ablations and for tuning the protocol on validation.
 
 ``lr_decay_to`` (default 1: a constant step) decays the step size geometrically over the run, from
 ``lr`` at the first step to ``lr * lr_decay_to`` at the last (``torch.optim.lr_scheduler.LambdaLR``
@@ -60,7 +61,11 @@ MNIST_PROFILES = {
 CYCLICAL = dict(cycles=4, explore=0.8, burn_in_epochs=0, thin=50)
 
 #: task-level keys a config row may set beside the sampler's hyperparameters
-TASK_KEYS = {"prior": "isotropic", "prior_sd": 1.0, "evaluate_on": "test", "lr_decay_to": 1.0, "explore": None}
+TASK_KEYS = {"prior": "isotropic", "prior_sd": 1.0, "evaluate_on": "test", "lr_decay_to": 1.0, "explore": None,
+             "cycles": None}
+
+#: the training-set size of the real data (50,000 of MNIST's 60,000 training images; the rest validate)
+TRAIN_SIZE = 50_000
 
 CONFIDENT = 0.9  # the "confidently wrong on letters" threshold of max probability
 
@@ -133,6 +138,11 @@ def check_task_keys(opts: dict[str, Any]) -> None:
                                 or not 0.0 <= explore < 1.0):
         raise ValueError(f"explore={explore!r} is out of range; valid: [0, 1) (the cyclical protocol's "
                          "noiseless fraction of each cycle)")
+    cycles = opts.get("cycles")
+    if cycles is not None and (isinstance(cycles, bool) or not isinstance(cycles, (int, float))
+                               or not float(cycles).is_integer() or cycles < 1):
+        raise ValueError(f"cycles={cycles!r} is out of range; valid: an integer >= 1 (the cyclical protocol's "
+                         "number of cycles, dividing the run's steps)")
     decay_to = opts.get("lr_decay_to", 1.0)
     if isinstance(decay_to, bool) or not isinstance(decay_to, (int, float)) or not 0.0 < decay_to <= 1.0:
         raise ValueError(f"lr_decay_to={decay_to!r} is out of range; valid: (0, 1] (1: a constant step size)")
@@ -181,16 +191,26 @@ class MNISTTask(Task):
         self.protocol_overrides = protocol_overrides or {}
 
     def check_task_keys(self, opts: dict[str, Any]) -> None:
-        """The module's checks, plus the keys that depend on this task's protocol: ``explore``
-        overrides a cyclical protocol's exploration fraction (an error on any other), and
+        """The module's checks, plus the keys that depend on this task's protocol: ``explore`` and
+        ``cycles`` override a cyclical protocol's exploration fraction and cycle count (an error on
+        any other task; on the real data the cycle count must divide every profile's steps), and
         ``lr_decay_to`` cannot reshape a cyclical protocol's step sizes."""
         check_task_keys(opts)
         cyclical = bool(self.protocol_overrides.get("cycles"))
-        explore = opts.get("explore")
-        if explore is not None and not cyclical:
-            tasks = [t.name for t in MNIST_TASKS if t.protocol_overrides.get("cycles")]
-            raise ValueError(f"explore={explore!r} applies to a cyclical protocol only; {self.name} has none "
-                             f"(valid: the task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)})")
+        for key in ("explore", "cycles"):
+            value = opts.get(key)
+            if value is not None and not cyclical:
+                tasks = [t.name for t in MNIST_TASKS if t.protocol_overrides.get("cycles")]
+                raise ValueError(f"{key}={value!r} applies to a cyclical protocol only; {self.name} has none "
+                                 f"(valid: the task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)})")
+        cycles = opts.get("cycles")
+        if cycles is not None and self.data is load_real_data:
+            for profile in self.profiles:
+                proto = self.protocol(profile)
+                total = proto["epochs"] * (TRAIN_SIZE // proto["batch_size"])
+                if total % int(cycles):
+                    raise ValueError(f"cycles={cycles!r} does not divide the {total} steps of {self.name}'s "
+                                     f"{profile} profile; valid: a divisor of {total}")
         decay_to = opts.get("lr_decay_to", 1.0)
         if cyclical and decay_to != 1.0:
             raise ValueError(f"lr_decay_to={decay_to!r} cannot combine with the cyclical protocol of {self.name} "
@@ -222,6 +242,8 @@ class MNISTTask(Task):
         decay_to = task_opts["lr_decay_to"]
         if task_opts["explore"] is not None:  # an ablation of the cyclical protocol (see the module docstring)
             proto = {**proto, "explore": float(task_opts["explore"])}
+        if task_opts["cycles"] is not None:
+            proto = {**proto, "cycles": int(task_opts["cycles"])}
 
         # one weight of the second layer, traced every step for the weight-distribution figure
         traced = params[2] if len(params) > 2 else params[0]
