@@ -253,3 +253,31 @@ def test_cyclical_explore_key_overrides_the_fraction_and_is_checked():
         tiny_task().run(sgmcmc.get("sgld"), {"lr": 0.05, "explore": 0.5}, RunContext(seed=0, profile="quick"))
     with pytest.raises(ValueError, match=r"explore=1.5 is out of range; valid: \[0, 1\)"):
         mnist_task.check_task_keys({"explore": 1.5})
+
+
+def test_cyclical_cycles_key_overrides_the_count_and_is_checked():
+    # 60 steps in 6 cycles of 10 instead of 3 of 20: explore 0.75 -> 8 noiseless steps, 2 sampling
+    task = tiny_task(cycles=3, explore=0.75, burn_in_epochs=0, thin=2)
+    _Spy.log = []
+    result = task.run(_Spy, {"lr": 0.05, "cycles": 6}, RunContext(seed=0, profile="quick"))
+    lrs, temps = zip(*_Spy.log)
+    for t in range(60):
+        pos = t % 10
+        assert lrs[t] == pytest.approx(0.05 * (1 + np.cos(np.pi * pos / 10)) / 2, rel=1e-9, abs=1e-12), t
+        assert temps[t] == (0.0 if pos < 8 else 1.0), t
+    assert result.metrics["samples"] == 6  # the state after position 9 of each cycle
+    with pytest.raises(ValueError, match="cycles=7 does not divide the run's 60 steps"):
+        task.run(sgmcmc.get("sgld"), {"lr": 0.05, "cycles": 7}, RunContext(seed=0, profile="quick"))
+    with pytest.raises(ValueError, match=r"cycles=5 applies to a cyclical protocol only; mnist-synthetic has none"):
+        tiny_task().run(sgmcmc.get("sgld"), {"lr": 0.05, "cycles": 5}, RunContext(seed=0, profile="quick"))
+    for bad in (0, 2.5, True, "4"):
+        with pytest.raises(ValueError, match=r"is out of range; valid: an integer >= 1"):
+            mnist_task.check_task_keys({"cycles": bad})
+    # the real task checks the count against every profile's steps before any run (quick: 1,000 steps)
+    from benchmarks.tasks import get_task
+
+    cyclical = get_task("mnist-mlp-cyclical")
+    cyclical.check_task_keys({"cycles": 10})
+    cyclical.check_task_keys({"cycles": 10.0})  # --hyper parses numbers as floats
+    with pytest.raises(ValueError, match="cycles=3 does not divide the 1000 steps of mnist-mlp-cyclical's quick profile"):
+        cyclical.check_task_keys({"cycles": 3})

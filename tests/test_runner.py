@@ -171,6 +171,8 @@ def test_failed_run_is_recorded_with_the_error(tmp_path, tiny_profile):
     (["run", "mnist", "--samplers", "sgld", "--hyper", "explore=0"],
      "explore=0.0 applies to a cyclical protocol only; mnist-mlp has none (valid: the task mnist-mlp-cyclical)"),
     (["run", "cyclical", "--samplers", "sgld", "--hyper", "explore=1"], "explore=1.0 is out of range; valid: [0, 1)"),
+    (["run", "cyclical", "--samplers", "sgld", "--hyper", "cycles=7"],
+     "cycles=7.0 does not divide the 1000 steps of mnist-mlp-cyclical's quick profile; valid: a divisor of 1000"),
     (["run", "cyclical", "--samplers", "sgld", "--hyper", "lr_decay_to=0.1"],
      "lr_decay_to=0.1 cannot combine with the cyclical protocol of mnist-mlp-cyclical"),
     (["run", "toy", "--device", "gpu"], "unknown device 'gpu'; valid: cpu, cuda, cuda:N, auto"),
