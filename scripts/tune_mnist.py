@@ -60,7 +60,7 @@ CYCLICAL_CANDIDATES = [
 ]
 #: the cycle count (the same for every sampler: it is the protocol's), each sampler at its tuned lr;
 #: 4 cycles are the candidates above
-CYCLICAL_CANDIDATES += [(s, {**h, "cycles": c}) for c in (5, 10) for s, h in (
+CYCLICAL_CANDIDATES += [(s, {**h, "cycles": c}) for c in (5, 8, 10) for s, h in (
     ("sgd", {"lr": 0.3}), ("sgld", {"lr": 0.5}), ("psgld", {"lr": 0.001, "alpha": 0.99}),
     ("sghmc", {"lr": 0.1, "friction": 0.1}), ("underdamped", {"lr": 0.1, "friction": 0.1}))]
 CANDIDATES_BY_TASK = {"mnist-mlp-cyclical": CYCLICAL_CANDIDATES}
