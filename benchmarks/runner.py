@@ -263,17 +263,23 @@ _PROVENANCE_CACHE: dict | None = None
 def git_commit(root: str | os.PathLike | None = None) -> str | None:
     """HEAD of the checkout this package runs from (or ``root``), with '+dirty' when a tracked file
     outside ``results/`` has local changes: the suite's own outputs (records, tables, figures)
-    written into the checkout do not make the next run's code look edited."""
+    written into the checkout do not make the next run's code look edited.
+
+    A copy of the source without git (an unpacked archive, a container image, a remote machine
+    handed the working tree) has no HEAD: then ``$SGMCMC_GIT_COMMIT`` names the commit it was
+    copied from, recorded as "<value> (SGMCMC_GIT_COMMIT)"; unset, None."""
     root = Path(__file__).resolve().parent.parent if root is None else Path(root)
+    given = os.environ.get("SGMCMC_GIT_COMMIT", "").strip()
+    fallback = f"{given} (SGMCMC_GIT_COMMIT)" if given else None
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         if head.returncode != 0:
-            return None
+            return fallback
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
                                 ":(exclude)results"], cwd=root, capture_output=True, text=True, timeout=5)
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
-        return None
+        return fallback
 
 
 def base_provenance() -> dict:

@@ -63,7 +63,16 @@ CYCLICAL_CANDIDATES = [
 CYCLICAL_CANDIDATES += [(s, {**h, "cycles": c}) for c in (5, 8, 10) for s, h in (
     ("sgd", {"lr": 0.3}), ("sgld", {"lr": 0.5}), ("psgld", {"lr": 0.001, "alpha": 0.99}),
     ("sghmc", {"lr": 0.1, "friction": 0.1}), ("underdamped", {"lr": 0.1, "friction": 0.1}))]
-CANDIDATES_BY_TASK = {"mnist-mlp-cyclical": CYCLICAL_CANDIDATES}
+#: candidates for the CNN (full profile only; ~13 min a run on 2 CPU cores, ~15 s on a GPU: tuned on
+#: one, `--device cuda`): a decade and a half around DESIGN.md's baselines
+CNN_CANDIDATES = [
+    *[("sgd", {"lr": lr}) for lr in (0.03, 0.1, 0.3)],
+    *[("sgld", {"lr": lr}) for lr in (0.03, 0.1, 0.3)],
+    *[("psgld", {"lr": lr, "alpha": 0.99}) for lr in (0.0003, 0.001, 0.003)],
+    *[("sghmc", {"lr": lr, "friction": 0.1}) for lr in (0.003, 0.01, 0.03)],
+    *[("underdamped", {"lr": lr, "friction": 0.1}) for lr in (0.003, 0.01, 0.03)],
+]
+CANDIDATES_BY_TASK = {"mnist-mlp-cyclical": CYCLICAL_CANDIDATES, "mnist-cnn": CNN_CANDIDATES}
 
 
 def main(argv=None) -> int:
@@ -71,15 +80,28 @@ def main(argv=None) -> int:
     ap.add_argument("--task", default="mnist-mlp")
     ap.add_argument("--only", default=None, help="comma-separated samplers")
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--profile", default="default")
+    ap.add_argument("--profile", default=None, help="default: 'default', or the task's only profile (the CNN's 'full')")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    ap.add_argument("--then-test", default=None, metavar="RESULTS_DIR",
+                    help="after tuning, run each sampler's chosen candidate (lowest validation NLL) on the test "
+                         "set with the profile's seeds, as the config rows that name it would, into RESULTS_DIR")
     ap.add_argument("--results-dir", default="results/tuning")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
     args = ap.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
+    try:
+        runner.resolve_device(args.device)
+    except ValueError as exc:
+        ap.error(str(exc))
+    if args.profile is None:
+        from benchmarks.tasks import get_task
+
+        profiles = get_task(args.task).profiles
+        args.profile = "default" if "default" in profiles else profiles[-1]
     specs = [runner.RunSpec.make(args.task, s, {**h, "evaluate_on": "validation"}, 100, args.profile, "tuning")
              for s, h in CANDIDATES_BY_TASK.get(args.task, CANDIDATES) if only is None or s in only]
     summary = runner.execute(specs, runner.RunOptions(results_dir=args.results_dir, show_progress=True,
-                                                               threads=args.threads),
+                                                      threads=args.threads, device=args.device),
                              jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
     print(summary.line())
     keys = {s.key for s in specs}
@@ -96,6 +118,41 @@ def main(argv=None) -> int:
                     f"{m['auroc_entropy']:.3f} | {rec['wall_time_s']:.0f} |")
     print("| sampler | hyper | val error % | NLL | ECE | notMNIST AUROC | wall s |\n|---|---|---|---|---|---|---|")
     print("\n".join(sorted(rows)))
+    if args.then_test:
+        return then_test(args, specs, rows_of=runner.load_records(args.results_dir))
+    return 0
+
+
+def then_test(args, specs: list, rows_of) -> int:
+    """Each sampler's candidate with the lowest validation NLL (the rule of benchmarks/configs), run on
+    the test set: hyperparameters = the config's task-wide keys + the candidate's, variant "tuned", so
+    the records are the ones `run` makes once the config names that candidate."""
+    keys = {s.key for s in specs}
+    best: dict[str, tuple[float, dict]] = {}
+    tried: dict[str, list[dict]] = {}
+    for rec in rows_of:
+        if rec["key"] not in keys:
+            continue
+        sampler, h = rec["config"]["sampler"], dict(rec["config"]["hyper"])
+        h.pop("evaluate_on", None)
+        tried.setdefault(sampler, []).append(h)
+        if rec["status"] == "ok" and (sampler not in best or rec["metrics"]["nll"] < best[sampler][0]):
+            best[sampler] = (rec["metrics"]["nll"], h)
+    task_cfg = runner.load_configs().get(args.task, {})
+    task_wide = {k: v for k, v in task_cfg.items() if not isinstance(v, (dict, list)) and k not in ("note",)}
+    print("\nchosen (lowest validation NLL):")
+    for sampler, (nll, h) in sorted(best.items()):
+        lrs = sorted(c["lr"] for c in tried[sampler] if {k: v for k, v in c.items() if k != "lr"} ==
+                     {k: v for k, v in h.items() if k != "lr"})
+        edge = len(lrs) < 3 or h["lr"] in (lrs[0], lrs[-1])
+        print(f"  {sampler}: {h}, validation NLL {nll:.4f}" + ("  (at the edge of its candidates: not bracketed)" if edge else ""))
+    seeds = runner.DEFAULT_SEEDS[args.profile]
+    test_specs = [runner.RunSpec.make(args.task, sampler, {**task_wide, **h}, seed, args.profile)
+                  for sampler, (_nll, h) in sorted(best.items()) for seed in range(seeds)]
+    summary = runner.execute(test_specs, runner.RunOptions(results_dir=args.then_test, show_progress=True,
+                                                           threads=args.threads, device=args.device),
+                             jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
+    print(summary.line())
     return 0
 
 

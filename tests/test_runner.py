@@ -587,6 +587,14 @@ def test_git_commit_is_dirty_for_edited_code_but_not_for_the_suites_own_results(
     assert runner.git_commit(tmp_path) == head + "+dirty"
 
 
+def test_git_commit_of_a_copy_without_git_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("SGMCMC_GIT_COMMIT", raising=False)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above tmp_path
+    assert runner.git_commit(tmp_path) is None
+    monkeypatch.setenv("SGMCMC_GIT_COMMIT", "abc123")
+    assert runner.git_commit(tmp_path) == "abc123 (SGMCMC_GIT_COMMIT)"
+
+
 def test_distinct_custom_overrides_are_ranked_apart_in_the_summary(tmp_path):
     from benchmarks import report
 
