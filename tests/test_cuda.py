@@ -6,6 +6,7 @@ statistical spread."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -37,7 +38,8 @@ def test_step_keeps_state_on_the_device_and_resumes_bit_for_bit(name):
             if isinstance(v, torch.Tensor) and v.dim() > 0:
                 assert v.device.type == "cuda"
     assert torch.isfinite(p).all() and torch.isfinite(q).all()
-    saved, snapshot = opt.state_dict(), (p.detach().clone(), q.detach().clone())
+    # torch.optim's state_dict() holds references to the live state: copy it, as torch.save would
+    saved, snapshot = copy.deepcopy(opt.state_dict()), (p.detach().clone(), q.detach().clone())
     p.grad, q.grad = torch.full_like(p, 0.1), torch.full_like(q, -0.1)
     opt.step()
     after = (p.detach().clone(), q.detach().clone())
@@ -88,10 +90,18 @@ def test_toy_suite_on_cuda_agrees_with_the_cpu(tmp_path):
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_mnist_task_on_cuda_runs_every_sampler(model):
+    import dataclasses
+
     from tests.test_mnist_task import synthetic_data
     from benchmarks.tasks import mnist as mnist_task
 
-    task = mnist_task.MNISTTask("mnist-synthetic", model, ("quick",), "synthetic", data=synthetic_data,
+    def on_device(ctx, evaluate_on="test"):  # a task's data function hands over tensors on ctx.device
+        data = synthetic_data(ctx, evaluate_on)
+        return dataclasses.replace(data, train_x=data.train_x.to(ctx.device), train_y=data.train_y.to(ctx.device),
+                                   test_x=data.test_x.to(ctx.device), test_y=data.test_y.to(ctx.device),
+                                   ood={k: v.to(ctx.device) for k, v in data.ood.items()})
+
+    task = mnist_task.MNISTTask("mnist-synthetic", model, ("quick",), "synthetic", data=on_device,
                                 protocol_overrides={"epochs": 3, "burn_in_epochs": 1, "thin": 2, "batch_size": 20})
     for name in SAMPLERS:
         torch.manual_seed(0)

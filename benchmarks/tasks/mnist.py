@@ -366,8 +366,9 @@ MNIST_TASKS: tuple[MNISTTask, ...] = (
               "MLP 784-400-400-10 on MNIST (50k train), batch 100; test accuracy and calibration; "
               "OOD: notMNIST_small and Fashion-MNIST test", relative_cost=20.0),  # ~80 s against ~4 s a toy run
     MNISTTask("mnist-mlp-cyclical", "mlp", ("quick", "default", "full"),
-              "the MLP under the cyclical protocol (cSG-MCMC: 4 cosine cycles, the first 80 % of each without "
-              "noise, samples from the last 20 %); same data, budget and evaluation",
+              "the MLP under the cyclical protocol (cSG-MCMC: cosine cycles, 4 unless the config or --hyper "
+              "cycles=K says otherwise (the published config: 5), the first 80 % of each without noise, samples "
+              "from the last 20 %); same data, budget and evaluation",
               protocol_overrides=CYCLICAL, relative_cost=20.0, suite="cyclical", in_all=False),
     MNISTTask("mnist-cnn", "cnn", ("full",),
               "LeNet-style CNN (conv32-pool-conv64-pool-fc200) on MNIST; same protocol and evaluation",
