@@ -29,8 +29,9 @@ def main(argv=None) -> int:
     wide["order"] = [(v != "tuned", ORDER.index(s) if s in ORDER else len(ORDER), s)
                      for s, v in zip(wide.sampler, wide.variant)]
     wide = wide.sort_values("order")
-    sgd = wide[(wide.sampler == "sgd") & (wide.variant == "tuned")]
-    base = float(sgd.auroc_entropy.iloc[0]) if len(sgd) else float("nan")
+    # the margin is over the SGD row of the same variant (a `--hyper` run's SGD ran under the same
+    # override), else over the tuned SGD row
+    sgd = {v: float(a) for v, a in zip(wide[wide.sampler == "sgd"].variant, wide[wide.sampler == "sgd"].auroc_entropy)}
     print("| sampler | T | test error % | NLL | ECE | notMNIST AUROC (entropy) | margin over SGD "
           "| letters called a digit with p > 0.9 | Fashion AUROC |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -38,7 +39,8 @@ def main(argv=None) -> int:
         hyper = ", ".join(h for h in r.hyperparameters.split(", ") if not h.startswith("prior"))
         name = f"{r.sampler} ({hyper})" if r.variant == "tuned" else f"{r.sampler}, {r.variant}"
         temp = "-" if r.sampler == "sgd" else f"{r.temperature:g}"
-        margin = "" if r.sampler == "sgd" and r.variant == "tuned" else f"{r.auroc_entropy - base:+.3f}"
+        base = sgd.get(r.variant, sgd.get("tuned", float("nan")))
+        margin = "" if r.sampler == "sgd" else f"{r.auroc_entropy - base:+.3f}"
         print(f"| {name} | {temp} | {r.error:.2f} | {r.nll:.3f} | {r.ece:.4f} | {r.auroc_entropy:.3f} | {margin} "
               f"| {100 * r.notmnist_confident:.1f} % | {r.fashion_auroc_entropy:.3f} |")
     return 0
