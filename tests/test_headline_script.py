@@ -36,3 +36,20 @@ def test_headline_rows_carry_the_means_and_the_margin_over_sgd(tmp_path, capsys)
     assert lines[2] == "| sgld (lr=0.3) | 1 | 2.30 | 0.080 | 0.0090 | 0.950 | +0.070 | 12.0 % | 0.910 |"
     assert lines[3].startswith("| sgld, cold T=0.01 | 0.01 | 1.70 |") and "| -0.010 |" in lines[3]
     assert len(lines) == 4  # the header and three rows: the toy task is not in the table
+
+
+def test_a_custom_rows_margin_is_over_the_sgd_row_of_the_same_override(tmp_path, capsys):
+    rows = []
+    for sampler, variant, auroc in [("sgd", "tuned", 0.90), ("sgd", "custom", 0.80), ("sgld", "custom", 0.85),
+                                    ("sgld", "tuned", 0.95)]:
+        for metric, mean in dict(error=2.0, nll=0.07, ece=0.005, auroc_entropy=auroc, notmnist_confident=0.3,
+                                 fashion_auroc_entropy=0.9).items():
+            rows.append(dict(task="mnist-mlp", sampler=sampler, variant=variant, hyperparameters="lr=0.3",
+                             temperature=1.0, metric=metric, mean=mean, sd=0.0, n_ok=3, n_runs=3))
+    csv = tmp_path / "leaderboard.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    assert _load().main(["--csv", str(csv)]) == 0
+    lines = {l.split(" |")[0]: l for l in capsys.readouterr().out.splitlines() if l.startswith("| s")}
+    assert "| +0.050 |" in lines["| sgld (lr=0.3)"]   # 0.95 - tuned sgd's 0.90
+    assert "| +0.050 |" in lines["| sgld, custom"]    # 0.85 - custom sgd's 0.80, not the tuned one's
+    assert "|  |" in lines["| sgd, custom"]           # an SGD row has no margin over itself
