@@ -2,9 +2,10 @@
 
 Every published MLP configuration, one point each (mean over its seeds): the leaderboard's rows
 (constant step, T = 1 and its cold rows), the temperature study (constant step, T from 1 to 0) and
-the cyclical study with its ablation (exploration fraction 0, 0.5 and 0.8). x: MNIST test error;
-y: notMNIST AUROC by predictive entropy; one colour per sampler, a line through each sampler's
-temperatures (solid) and through its exploration fractions (dashed). Up and left is better: the
+the cyclical study (5 cycles) with its ablations (the paper's 4 cycles at exploration fractions 0, 0.5
+and 0.8). x: MNIST test error; y: notMNIST AUROC by predictive entropy; one colour per sampler, a
+line through each sampler's temperatures (solid) and through its exploration fractions at 4 cycles
+(dashed), a star for another cycle count. Up and left is better: the
 figure shows what each way of spending the same 10,000 gradient steps buys and costs.
 
     python scripts/frontier.py [--results-dirs results,results/studies/temperature,...]
@@ -25,10 +26,12 @@ import pandas as pd
 
 from benchmarks import runner
 
-DEFAULT_DIRS = "results,results/studies/temperature,results/studies/cyclical,results/studies/cyclical-explore"
+DEFAULT_DIRS = ("results,results/studies/temperature,results/studies/cyclical,results/studies/cyclical-4,"
+                "results/studies/cyclical-explore")
 DEFAULT_FIGURE = "results/mnist-mlp_frontier.png"
 TASKS = {"mnist-mlp": "constant", "mnist-mlp-cyclical": "cyclical"}
 CYCLICAL_EXPLORE = 0.8  # the cyclical protocol's own exploration fraction (benchmarks/tasks/mnist.py)
+CYCLICAL_CYCLES = 4  # the task's own cycle count (a record without a `cycles` key ran with it)
 METRICS = [("error", "test error %", ".2f"), ("nll", "NLL", ".4f"), ("ece", "ECE", ".4f"),
            ("auroc_entropy", "notMNIST AUROC", ".3f")]
 
@@ -53,26 +56,30 @@ def points(records: list[dict]) -> pd.DataFrame:
         sgd = cfg["sampler"] == "sgd"
         temperature = float("nan") if sgd else float(hyper.get("temperature", 1.0))
         explore = float(hyper.get("explore", CYCLICAL_EXPLORE)) if protocol == "cyclical" and not sgd else float("nan")
-        rows.append({"sampler": cfg["sampler"], "protocol": protocol, "T": temperature, "explore": explore,
-                     **{k: rec["metrics"][k] for k, _, _ in METRICS}})
-    columns = ["sampler", "protocol", "T", "explore", "seeds", *[k for k, _, _ in METRICS]]
+        cycles = float(hyper.get("cycles", CYCLICAL_CYCLES)) if protocol == "cyclical" else float("nan")
+        rows.append({"sampler": cfg["sampler"], "protocol": protocol, "T": temperature, "cycles": cycles,
+                     "explore": explore, **{k: rec["metrics"][k] for k, _, _ in METRICS}})
+    keys = ["sampler", "protocol", "T", "cycles", "explore"]
+    columns = [*keys, "seeds", *[k for k, _, _ in METRICS]]
     if not rows:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
-    grouped = frame.groupby(["sampler", "protocol", "T", "explore"], dropna=False)
+    grouped = frame.groupby(keys, dropna=False)
     out = grouped.mean().reset_index()
-    out.insert(4, "seeds", grouped.size().values)
-    return out[columns].sort_values(["sampler", "protocol", "T", "explore"], ascending=[True, True, False, True])
+    out.insert(len(keys), "seeds", grouped.size().values)
+    return out[columns].sort_values(keys, ascending=[True, True, False, True, True])
 
 
 def table(frame: pd.DataFrame) -> str:
-    lines = ["| sampler | protocol | T | explore | seeds | " + " | ".join(label for _, label, _ in METRICS) + " |",
-             "|" + "---|" * (5 + len(METRICS))]
+    lines = ["| sampler | protocol | T | cycles | explore | seeds | " + " | ".join(label for _, label, _ in METRICS)
+             + " |", "|" + "---|" * (6 + len(METRICS))]
     for r in frame.itertuples():
         temp = "-" if pd.isna(r.T) else f"{r.T:g}"
+        cycles = "-" if pd.isna(r.cycles) else f"{r.cycles:g}"
         explore = "-" if pd.isna(r.explore) else f"{r.explore:g}"
         cells = [format(getattr(r, k), fmt) for k, _, fmt in METRICS]
-        lines.append(f"| {r.sampler} | {r.protocol} | {temp} | {explore} | {r.seeds} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r.sampler} | {r.protocol} | {temp} | {cycles} | {explore} | {r.seeds} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -89,17 +96,28 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
         color = "k" if name == "sgd" else sampler_style(name)["color"]
         constant = sub[sub.protocol == "constant"].sort_values("T", ascending=False)
         cyclical = sub[sub.protocol == "cyclical"].sort_values("explore")
+        paper, other = cyclical[cyclical.cycles == CYCLICAL_CYCLES], cyclical[cyclical.cycles != CYCLICAL_CYCLES]
         if name == "sgd":
             ax.scatter(constant.error, constant.auroc_entropy, marker="X", s=80, color=color, label="sgd (constant)")
             ax.scatter(cyclical.error, cyclical.auroc_entropy, marker="P", s=80, color=color, label="sgd (cyclical)")
+            for r in cyclical.itertuples():
+                ax.annotate(f"c={r.cycles:g}", (r.error, r.auroc_entropy), fontsize=6, color=color,
+                            xytext=(3, -8), textcoords="offset points")
             continue
         ax.plot(constant.error, constant.auroc_entropy, "-o", color=color, ms=4, lw=1, label=f"{name}: constant, T")
-        ax.plot(cyclical.error, cyclical.auroc_entropy, "--s", color=color, ms=5, lw=1,
-                label=f"{name}: cyclical, explore")
+        ax.plot(paper.error, paper.auroc_entropy, "--s", color=color, ms=5, lw=1,
+                label=f"{name}: cyclical, {CYCLICAL_CYCLES} cycles, explore")
+        if len(other):
+            ax.scatter(other.error, other.auroc_entropy, marker="*", s=140, color=color, edgecolors="k",
+                       linewidths=0.5, zorder=3, label=f"{name}: cyclical, " + ", ".join(
+                           f"{c:g}" for c in sorted(other.cycles.unique())) + " cycles")
         for r in constant.itertuples():
             ax.annotate(f"T={r.T:g}", (r.error, r.auroc_entropy), fontsize=6, color=color,
                         xytext=(3, 2), textcoords="offset points")
-        for r in cyclical.itertuples():
+        for r in other.itertuples():
+            ax.annotate(f"c={r.cycles:g}", (r.error, r.auroc_entropy), fontsize=6, color=color,
+                        xytext=(3, -8), textcoords="offset points")
+        for r in paper.itertuples():
             ax.annotate(f"e={r.explore:g}", (r.error, r.auroc_entropy), fontsize=6, color=color,
                         xytext=(3, -8), textcoords="offset points")
     ax.set_xlabel("MNIST test error % (lower is better)")
