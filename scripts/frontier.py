@@ -91,7 +91,7 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
 
     from benchmarks.report import sampler_style, save_figure
 
-    fig, ax = plt.subplots(figsize=(8, 6))
+    fig, ax = plt.subplots(figsize=(11, 6))
     for name, sub in frame.groupby("sampler", sort=False):
         color = "k" if name == "sgd" else sampler_style(name)["color"]
         constant = sub[sub.protocol == "constant"].sort_values("T", ascending=False)
@@ -124,7 +124,7 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("notMNIST AUROC by predictive entropy (higher is better)")
     ax.set_title("mnist-mlp: what each use of the same 10,000 steps buys (accuracy) and costs (OOD detection)",
                  fontsize=9)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the points fill the axes
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, path)
