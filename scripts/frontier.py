@@ -2,10 +2,11 @@
 
 Every published MLP configuration, one point each (mean over its seeds): the leaderboard's rows
 (constant step, T = 1 and its cold rows), the temperature study (constant step, T from 1 to 0) and
-the cyclical study (5 cycles) with its ablations (the paper's 4 cycles at exploration fractions 0, 0.5
-and 0.8). x: MNIST test error; y: notMNIST AUROC by predictive entropy; one colour per sampler, a
-line through each sampler's temperatures (solid) and through its exploration fractions at 4 cycles
-(dashed), a star for another cycle count. Up and left is better: the
+the cyclical study with its ablation of the exploration fraction (0, 0.5 and 0.8), at the published
+5 cycles and at the paper's 4. x: MNIST test error; y: notMNIST AUROC by predictive entropy; one
+colour per sampler, a line through each sampler's temperatures (solid) and through its exploration
+fractions (dashed with stars at the published cycle count, dotted and faint at another). Up and left
+is better: the
 figure shows what each way of spending the same 10,000 gradient steps buys and costs.
 
     python scripts/frontier.py [--results-dirs results,results/studies/temperature,...]
@@ -27,7 +28,7 @@ import pandas as pd
 from benchmarks import runner
 
 DEFAULT_DIRS = ("results,results/studies/temperature,results/studies/cyclical,results/studies/cyclical-4,"
-                "results/studies/cyclical-explore")
+                "results/studies/cyclical-explore,results/studies/cyclical-explore-4")
 DEFAULT_FIGURE = "results/mnist-mlp_frontier.png"
 TASKS = {"mnist-mlp": "constant", "mnist-mlp-cyclical": "cyclical"}
 CYCLICAL_EXPLORE = 0.8  # the cyclical protocol's own exploration fraction (benchmarks/tasks/mnist.py)
@@ -83,6 +84,11 @@ def table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def published_cycles() -> float:
+    """The cycle count of the published cyclical rows (benchmarks/configs), else the task's own."""
+    return float(runner.load_configs().get("mnist-mlp-cyclical", {}).get("cycles", CYCLICAL_CYCLES))
+
+
 def plot(frame: pd.DataFrame, path: Path) -> Path:
     import matplotlib
 
@@ -92,11 +98,11 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
     from benchmarks.report import sampler_style, save_figure
 
     fig, ax = plt.subplots(figsize=(11, 6))
+    published = published_cycles()
     for name, sub in frame.groupby("sampler", sort=False):
         color = "k" if name == "sgd" else sampler_style(name)["color"]
         constant = sub[sub.protocol == "constant"].sort_values("T", ascending=False)
         cyclical = sub[sub.protocol == "cyclical"].sort_values("explore")
-        paper, other = cyclical[cyclical.cycles == CYCLICAL_CYCLES], cyclical[cyclical.cycles != CYCLICAL_CYCLES]
         if name == "sgd":
             ax.scatter(constant.error, constant.auroc_entropy, marker="X", s=80, color=color, label="sgd (constant)")
             ax.scatter(cyclical.error, cyclical.auroc_entropy, marker="P", s=80, color=color, label="sgd (cyclical)")
@@ -105,21 +111,17 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
                             xytext=(3, -8), textcoords="offset points")
             continue
         ax.plot(constant.error, constant.auroc_entropy, "-o", color=color, ms=4, lw=1, label=f"{name}: constant, T")
-        ax.plot(paper.error, paper.auroc_entropy, "--s", color=color, ms=5, lw=1,
-                label=f"{name}: cyclical, {CYCLICAL_CYCLES} cycles, explore")
-        if len(other):
-            ax.scatter(other.error, other.auroc_entropy, marker="*", s=140, color=color, edgecolors="k",
-                       linewidths=0.5, zorder=3, label=f"{name}: cyclical, " + ", ".join(
-                           f"{c:g}" for c in sorted(other.cycles.unique())) + " cycles")
         for r in constant.itertuples():
             ax.annotate(f"T={r.T:g}", (r.error, r.auroc_entropy), fontsize=6, color=color,
                         xytext=(3, 2), textcoords="offset points")
-        for r in other.itertuples():
-            ax.annotate(f"c={r.cycles:g}", (r.error, r.auroc_entropy), fontsize=6, color=color,
-                        xytext=(3, -8), textcoords="offset points")
-        for r in paper.itertuples():
-            ax.annotate(f"e={r.explore:g}", (r.error, r.auroc_entropy), fontsize=6, color=color,
-                        xytext=(3, -8), textcoords="offset points")
+        for cycles, points in cyclical.groupby("cycles"):  # one line through the explore fractions per count
+            main = cycles == published
+            ax.plot(points.error, points.auroc_entropy, "--*" if main else ":s", color=color, ms=11 if main else 4,
+                    mec="k" if main else color, mew=0.5, lw=1, alpha=1.0 if main else 0.5,
+                    label=f"{name}: cyclical, {cycles:g} cycles, explore")
+            for r in points.itertuples():
+                ax.annotate(f"e={r.explore:g}", (r.error, r.auroc_entropy), fontsize=6, color=color,
+                            alpha=1.0 if main else 0.6, xytext=(3, -8), textcoords="offset points")
     ax.set_xlabel("MNIST test error % (lower is better)")
     ax.set_ylabel("notMNIST AUROC by predictive entropy (higher is better)")
     ax.set_title("mnist-mlp: what each use of the same 10,000 steps buys (accuracy) and costs (OOD detection)",
