@@ -567,11 +567,16 @@ def load_configs(config_dir: str | os.PathLike = CONFIG_DIR) -> dict[str, dict]:
     return out
 
 
+def task_wide_keys(task_cfg: dict) -> dict:
+    """A config table's task-wide keys: its scalars (e.g. the prior), the same for every sampler."""
+    return {k: v for k, v in task_cfg.items() if k not in _CONFIG_META and not isinstance(v, (dict, list))}
+
+
 def hyper_for(task_cfg: dict, sampler: str) -> dict:
     """The tuned hyperparameters of ``sampler`` on a task, after the task-wide keys (a scalar at
     the task's level, e.g. its prior: the same for every sampler). A sampler with no entry of its
     own (a user's ``module:Class``) starts from sgld's lr, which means the same for every sampler."""
-    task_wide = {k: v for k, v in task_cfg.items() if k not in _CONFIG_META and not isinstance(v, (dict, list))}
+    task_wide = task_wide_keys(task_cfg)
     if sampler in task_cfg:
         return {**task_wide, **{k: v for k, v in task_cfg[sampler].items() if k not in _CONFIG_META}}
     if "sgld" in task_cfg:

@@ -139,8 +139,7 @@ def then_test(args, specs: list, rows_of) -> int:
         tried.setdefault(sampler, []).append(h)
         if rec["status"] == "ok" and (sampler not in best or rec["metrics"]["nll"] < best[sampler][0]):
             best[sampler] = (rec["metrics"]["nll"], h)
-    task_cfg = runner.load_configs().get(args.task, {})
-    task_wide = {k: v for k, v in task_cfg.items() if not isinstance(v, (dict, list)) and k not in ("note",)}
+    task_wide = runner.task_wide_keys(runner.load_configs().get(args.task, {}))
     print("\nchosen (lowest validation NLL):")
     for sampler, (nll, h) in sorted(best.items()):
         lrs = sorted(c["lr"] for c in tried[sampler] if {k: v for k, v in c.items() if k != "lr"} ==
