@@ -73,6 +73,12 @@ CNN_CANDIDATES = [
     *[("sghmc", {"lr": lr, "friction": 0.1}) for lr in (0.003, 0.01, 0.03, 0.1)],
     *[("underdamped", {"lr": lr, "friction": 0.1}) for lr in (0.003, 0.01, 0.03, 0.1)],
 ]
+#: the step sizes either side of each sampler's, re-checked at the chosen 5 cycles
+CYCLICAL_CANDIDATES += [(s, {**h, "cycles": 5}) for s, h in (
+    ("sgld", {"lr": 0.3}), ("sgld", {"lr": 0.7}),
+    ("psgld", {"lr": 0.0005, "alpha": 0.99}), ("psgld", {"lr": 0.002, "alpha": 0.99}),
+    ("sghmc", {"lr": 0.03, "friction": 0.1}), ("sghmc", {"lr": 0.3, "friction": 0.1}),
+    ("underdamped", {"lr": 0.03, "friction": 0.1}), ("underdamped", {"lr": 0.3, "friction": 0.1}))]
 CANDIDATES_BY_TASK = {"mnist-mlp-cyclical": CYCLICAL_CANDIDATES, "mnist-cnn": CNN_CANDIDATES}
 
 
