@@ -26,13 +26,15 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import runner
+from benchmarks.tasks.mnist import CYCLICAL
 
 DEFAULT_DIRS = ("results,results/studies/temperature,results/studies/cyclical,results/studies/cyclical-4,"
                 "results/studies/cyclical-explore,results/studies/cyclical-explore-4")
 DEFAULT_FIGURE = "results/mnist-mlp_frontier.png"
 TASKS = {"mnist-mlp": "constant", "mnist-mlp-cyclical": "cyclical"}
-CYCLICAL_EXPLORE = 0.8  # the cyclical protocol's own exploration fraction (benchmarks/tasks/mnist.py)
-CYCLICAL_CYCLES = 4  # the task's own cycle count (a record without a `cycles` key ran with it)
+# the cyclical task's own exploration fraction and cycle count: a record without an `explore` or
+# `cycles` key ran with them
+CYCLICAL_EXPLORE, CYCLICAL_CYCLES = CYCLICAL["explore"], CYCLICAL["cycles"]
 METRICS = [("error", "test error %", ".2f"), ("nll", "NLL", ".4f"), ("ece", "ECE", ".4f"),
            ("auroc_entropy", "notMNIST AUROC", ".3f")]
 
