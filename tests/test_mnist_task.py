@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import ClassVar
 
 import numpy as np
@@ -123,6 +124,37 @@ def test_divergence_is_reported():
     with pytest.raises(Diverged) as exc:
         tiny_task().run(sgmcmc.get("sgld"), {"lr": 1e6}, RunContext(seed=0, profile="quick"))
     assert exc.value.step >= 0 and "non-finite" in exc.value.reason
+
+
+class _Killing(sgmcmc.Sampler):
+    """Stands in for a step size that kills the network: after its first steps every weight is 0."""
+
+    def _update(self, group, params, grads):
+        torch._foreach_zero_(params)
+
+
+def test_a_dead_network_is_diverged_not_ok(tmp_path, monkeypatch):
+    """Every input given the same prediction (NLL log 10, ~90 % error) is a diverged run, with the
+    step and the reason, through the task and into its record; a live network is not flagged."""
+    from benchmarks.tasks.base import Diverged
+    import benchmarks.tasks as tasks
+
+    with pytest.raises(Diverged) as exc:
+        tiny_task().run(_Killing, {"lr": 0.1}, RunContext(seed=0, profile="quick"))
+    assert "collapsed" in exc.value.reason and "same class probabilities" in exc.value.reason
+    # the first kept sample is checked: burn-in is 1 epoch of 20 steps, thin 2
+    assert exc.value.step == 22
+    live = tiny_task().run(sgmcmc.get("sgld"), {"lr": 0.05}, RunContext(seed=0, profile="quick"))
+    assert live.metrics["error"] < 50
+
+    task = tiny_task()
+    task.name = "mnist-mlp"
+    monkeypatch.setattr(mnist_task, "MNIST_TASKS", (task,))
+    monkeypatch.setattr(tasks, "_mnist_tasks", lambda: (task,))
+    monkeypatch.setattr(sys.modules[__name__], "_Killing", _Killing, raising=False)
+    rec = runner.run_one(runner.RunSpec.make("mnist-mlp", f"{__name__}:_Killing", {"lr": 0.1}, 0, "quick"),
+                         runner.RunOptions(results_dir=str(tmp_path)))
+    assert rec["status"] == "diverged" and "collapsed" in rec["divergence"]["reason"], rec
 
 
 def test_through_the_runner_with_records_and_figures(tmp_path, monkeypatch):

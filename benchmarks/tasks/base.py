@@ -20,7 +20,8 @@ PROFILES = ("quick", "default", "full")
 
 
 class Diverged(Exception):
-    """The chain produced NaN/Inf: the run is recorded as ``diverged`` with the step and reason."""
+    """The chain produced NaN/Inf (or, on MNIST, a dead network that gives every input the same
+    prediction): the run is recorded as ``diverged`` with the step and reason."""
 
     def __init__(self, step: int, reason: str):
         super().__init__(f"diverged at step {step}: {reason}")

@@ -68,6 +68,10 @@ TASK_KEYS = {"prior": "isotropic", "prior_sd": 1.0, "evaluate_on": "test", "lr_d
 TRAIN_SIZE = 50_000
 
 CONFIDENT = 0.9  # the "confidently wrong on letters" threshold of max probability
+#: a kept sample whose class probabilities vary less than this (standard deviation over every test and
+#: OOD input, largest over the classes) gives every input the same prediction: the network is dead
+#: (every unit of a layer off, typically after a step size too large), and the run is ``diverged``
+COLLAPSED_STD = 1e-6
 
 MNIST_METRICS = (
     Metric("error", "test error %", "min", ".2f"),
@@ -302,6 +306,12 @@ class MNISTTask(Task):
                     if keep:
                         with eval_watch:
                             last_probs = self._predict(model, eval_x)
+                            spread = float(last_probs.std(0).max())
+                            if spread < COLLAPSED_STD:
+                                raise Diverged(step, f"collapsed: the network gives every input the same class "
+                                                     f"probabilities (largest std over inputs {spread:.1e} < "
+                                                     f"{COLLAPSED_STD:.0e}): its units are dead, typically "
+                                                     f"after a step size too large")
                             prob_sum += last_probs
                             kept += 1
                 bar.update(steps_per_epoch)
