@@ -144,32 +144,60 @@ def summary_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sampler x task headline metric (tuned rows, mean over seeds) with the rank on each task.
     Rows run with ``--hyper`` overrides (variant ``custom``) are ranked beside them as
     ``sampler [custom]`` (each distinct override apart, see :func:`_custom_label`); labelled
-    variants (cold posteriors) and sweeps are not."""
-    df = frame[frame.variant.isin(["tuned", "custom"]) & (frame.status == "ok")].copy()
+    variants (cold posteriors) and sweeps are not.
+
+    A row whose runs on a task did not all finish ``ok`` (a diverged or failed seed) ranks last
+    there, below every row whose seeds all finished: its cell says ``diverged`` (no seed ok) or
+    gives the mean of the ok seeds with ``[k/n ok]``. A row that never ran a task shows ``-``
+    there and is not ranked on it; ``tasks`` counts the tasks a row is ranked on, and the table is
+    sorted by it (most first), then by the mean rank over those tasks."""
+    df = frame[frame.variant.isin(["tuned", "custom"])].copy()
     df["sampler"] = [row_label(s, v, h, df) for s, v, h in zip(df.sampler, df.variant, df.hyper_label)]
     known = all_tasks()
     tasks = [t for t in known if t in set(df.task)] + sorted(set(df.task) - set(known))
     cells, numeric = {}, []
     for task in tasks:
-        metrics = _metrics_of(task, df)
-        keys = known[task].summary_keys if task in known and known[task].summary_keys else (metrics[0].key,)
         sub = df[df.task == task]
+        ok = sub[sub.status == "ok"]
+        metrics = _metrics_of(task, ok if len(ok) else sub)
+        keys = known[task].summary_keys if task in known and known[task].summary_keys else (metrics[0].key,)
+        runs = sub.groupby("sampler").status.agg(["size", lambda st: int((st == "ok").sum())])
+        runs.columns = ["n", "n_ok"]
+        bad_status = sub[sub.status != "ok"].groupby("sampler").status.agg(lambda st: st.value_counts().index[0])
         for metric in [m for m in metrics if m.key in keys]:
             if metric.key not in sub:
                 continue
-            means = sub.groupby("sampler")[metric.key].mean()
-            ranks = means.rank(ascending=(metric.better != "max"), method="min")
-            for sampler, value in means.items():
-                rank = "" if np.isnan(ranks[sampler]) else f" ({int(ranks[sampler])})"
-                cells.setdefault(sampler, {})[f"{task}: {metric.label}"] = f"{format(value, metric.fmt)}{rank}"
-                if not np.isnan(ranks[sampler]):
-                    numeric.append({"sampler": sampler, "task": task, "metric": metric.key, "value": value,
-                                    "rank": int(ranks[sampler])})
-    num = pd.DataFrame(numeric)
+            means = ok.groupby("sampler")[metric.key].mean() if len(ok) else pd.Series(dtype=float)
+            complete = [s for s in runs.index if runs.n_ok[s] == runs.n[s] and s in means and not np.isnan(means[s])]
+            ranks = means[complete].rank(ascending=(metric.better != "max"), method="min")
+            last = len(complete) + 1
+            for sampler in runs.index:
+                n, n_ok = int(runs.n[sampler]), int(runs.n_ok[sampler])
+                value = float(means.get(sampler, np.nan))
+                if n_ok == n and np.isnan(value):  # an undefined metric (say, the R-hat of a still chain)
+                    cells.setdefault(sampler, {})[f"{task}: {metric.label}"] = "-"
+                    continue
+                if n_ok == n:
+                    rank, text, note = int(ranks[sampler]), format(value, metric.fmt), ""
+                elif n_ok == 0:
+                    rank, text, note = last, bad_status[sampler], bad_status[sampler]
+                else:
+                    rank, note = last, f"{n_ok}/{n} ok"
+                    text = f"{format(value, metric.fmt)} [{note}]"
+                cells.setdefault(sampler, {})[f"{task}: {metric.label}"] = f"{text} ({rank})"
+                numeric.append({"sampler": sampler, "task": task, "metric": metric.key, "value": value,
+                                "rank": rank, "note": note})
+    num = pd.DataFrame(numeric, columns=["sampler", "task", "metric", "value", "rank", "note"])
     table = pd.DataFrame.from_dict(cells, orient="index")
+    columns = list(table.columns)
+    table = table.fillna("-")
     if len(num):
-        table["mean rank"] = num.groupby("sampler")["rank"].mean().round(2)
-        table = table.sort_values("mean rank")
+        per_task = num.groupby(["sampler", "task"])["rank"].mean().groupby("sampler")
+        ranked = per_task.size().reindex(table.index).fillna(0).astype(int)
+        table["tasks"] = [f"{k}/{len(tasks)}" for k in ranked]
+        table["mean rank"] = num.groupby("sampler")["rank"].mean().round(2).reindex(table.index)
+        table = table.assign(_k=ranked).sort_values(["_k", "mean rank"], ascending=[False, True]).drop(columns="_k")
+        table = table[columns + ["tasks", "mean rank"]]
     table.index.name = "sampler"
     return table.reset_index(), num
 
@@ -195,7 +223,9 @@ def build(results_dir: str | os.PathLike = "results", profile: str | None = None
     md = [f"# sgmcmc-bench leaderboard (profile `{profile}`)", "",
           "Built by `python -m benchmarks report` from the run records in `records/`. "
           "Cells are mean ± sd over seeds; the best value of each column is in bold. "
-          "T is the temperature (T = 1: the Bayesian posterior; T < 1: a tempered, cold posterior).", ""]
+          "T is the temperature (T = 1: the Bayesian posterior; T < 1: a tempered, cold posterior). "
+          "In the summary a row ranks last on a task where any of its seeds diverged or failed, `-` marks "
+          "a task it did not run, and `tasks` counts the tasks it is ranked on.", ""]
     summary, summary_num = summary_table(frame)
     md += ["## Summary: headline metric per task (rank)", "", summary.to_markdown(index=False), ""]
     long_tables = []

@@ -258,6 +258,48 @@ def test_an_infinite_metric_shows_as_inf_and_ranks_last(tmp_path):
     assert "| inf" in (tmp_path / "leaderboard.md").read_text()
 
 
+def test_a_diverged_or_missing_task_never_helps_a_row_in_the_summary(tmp_path):
+    """A row that diverged on a task ranks last there (all seeds, or only some: '[k/n ok]'); a task
+    every row diverged on keeps its column; a row that never ran a task shows '-' there, is not
+    ranked on it, and sorts below the rows ranked on more tasks."""
+    from benchmarks import report
+
+    def rec(task, sampler, seed, kl, status="ok", variant="tuned"):
+        s = runner.RunSpec.make(task, sampler, {"lr": 0.01}, seed, "quick", variant)
+        r = {"key": s.key, "config": s.config(), "status": status, "wall_time_s": 1.0, "grad_evals": 10,
+             "metrics": {"kl": kl} if status == "ok" else {}}
+        if status == "diverged":
+            r["divergence"] = {"step": 3, "reason": "non-finite"}
+        runner.write_record(tmp_path, r)
+
+    for seed in (0, 1):
+        rec("gauss-corr-2d", "sgld", seed, 0.5)
+        rec("gauss-corr-2d", "sghmc", seed, 0.2)
+        rec("gauss-corr-2d", "underdamped", seed, None, "diverged")  # would have been the best
+        rec("gauss-iso-100", "sgld", seed, 0.3)
+        rec("gauss-iso-100", "sghmc", seed, 0.1)
+        rec("blr", "sgld", seed, None, "diverged")
+        rec("blr", "sghmc", seed, None, "diverged")
+    rec("gauss-iso-100", "underdamped", 0, 0.01)  # the best value, but one seed of two diverged
+    rec("gauss-iso-100", "underdamped", 1, None, "diverged")
+    rec("gauss-corr-2d", "psgld", 0, 0.01, variant="custom")  # a new sampler tried on one task only
+    report.build(tmp_path, plots=False, log=lambda m: None)
+    num = pd.read_csv(tmp_path / "summary.csv")
+    rank = {(r.sampler, r.task): r.rank for r in num.itertuples()}
+    assert rank[("underdamped", "gauss-corr-2d")] == 4 and rank[("psgld [custom]", "gauss-corr-2d")] == 1
+    assert rank[("underdamped", "gauss-iso-100")] == 3 and rank[("sghmc", "gauss-iso-100")] == 1
+    assert rank[("sgld", "blr")] == rank[("sghmc", "blr")] == 1  # every row diverged: still a column
+    assert ("psgld [custom]", "gauss-iso-100") not in rank
+    table = (tmp_path / "leaderboard.md").read_text().split("## Summary")[1].split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "sampler" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["sghmc", "sgld", "underdamped", "psgld [custom]"]
+    under = next(r for r in rows if "underdamped" in r)
+    assert "diverged (4)" in under and "[1/2 ok] (3)" in under and "blr" not in under
+    custom = next(r for r in rows if "psgld" in r)
+    assert "nan" not in custom and "| 1/3 " in custom and "| 0.01 (1)" in custom
+    assert "blr: KL" in table
+
+
 def test_custom_rows_are_ranked_in_the_summary(tmp_path):
     from benchmarks import report
 
