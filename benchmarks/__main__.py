@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from .tasks.base import PROFILES
@@ -167,8 +168,13 @@ def cmd_run(args) -> int:
     existing = next(q for q in (folder, *folder.parents) if q.exists())  # created only when a run ends
     if not existing.is_dir():
         parser.error(f"--results-dir {args.results_dir}: cannot hold the records folder ({existing} is not a directory)")
+    try:  # a folder the records cannot be written under fails now, not after the first run
+        tempfile.TemporaryDirectory(dir=existing, prefix=".sgmcmc-probe-").cleanup()
+    except OSError as exc:
+        parser.error(f"--results-dir {args.results_dir}: cannot create the records folder under {existing} "
+                     f"({exc.strerror or exc})")
     try:
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks is not None else None
         specs = runner.build_grid(args.suite, args.profile, samplers, args.seeds, sweep=not args.no_sweep,
                                   overrides=overrides, tasks=tasks)
     except ValueError as exc:
@@ -195,7 +201,9 @@ def cmd_run(args) -> int:
         return EXIT_USAGE
     print(summary.line())
     if summary.interrupted:
-        print("interrupted: every finished run has its record; run the same command again to resume"
+        print("interrupted: every finished run has its record; "
+              + ("run it again without --force to resume (with --force every run starts over)" if args.force
+                 else "run the same command again to resume")
               + (" (runs already started on the dask cluster finish and write their records)"
                  if args.executor == "dask" else ""), file=sys.stderr)
         return 130

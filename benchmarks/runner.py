@@ -499,8 +499,21 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
             ctx = get_context("spawn")
             with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                                      initargs=(opts.threads,)) as pool:
-                futures = {pool.submit(run_one, spec, opts): spec for spec in todo}
-                remaining = set(futures)
+                # at most `jobs` runs handed over at a time (the pool would queue more, and a queued
+                # run can no longer be cancelled), so Ctrl-C waits only for the runs really going
+                futures: dict = {}
+                remaining: set = set()
+                queued = iter(todo)
+
+                def submit_next() -> None:
+                    spec = next(queued, None)
+                    if spec is not None:
+                        fut = pool.submit(run_one, spec, opts)
+                        futures[fut] = spec
+                        remaining.add(fut)
+
+                for _ in range(jobs):
+                    submit_next()
 
                 def collect(fut) -> None:
                     remaining.discard(fut)
@@ -518,12 +531,11 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
                         ready, _ = wait(remaining, return_when=FIRST_COMPLETED)
                         for fut in ready:
                             collect(fut)
+                            submit_next()
                 except KeyboardInterrupt:
-                    for fut in futures:
-                        fut.cancel()
                     # runs already handed to a worker cannot be cancelled: they finish and write
                     # their records, so wait for them and count them (Ctrl-C again stops waiting)
-                    running = [f for f in remaining if not f.cancelled()]
+                    running = [f for f in remaining if not f.cancel()]
                     if running:
                         bar.write(f"interrupted: waiting for the {len(running)} run(s) already started to write "
                                   f"their records")
@@ -646,6 +658,8 @@ def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, 
             known, in_suite = all_tasks(), suites().get(suite, [])
             elsewhere = [f"{t} runs only in profile(s) {', '.join(known[t].profiles)}" for t in unknown
                          if t in known and t in in_suite]
+            elsewhere += [f"{t} is in suite(s) {', '.join(n for n, ts in suites().items() if t in ts and n != 'all')}"
+                          for t in unknown if t in known and t not in in_suite]
             raise ValueError(f"unknown task(s) {', '.join(unknown)} for suite {suite!r} in profile {profile!r}; "
                              f"valid: {', '.join(names_in_suite)}" + (f" ({'; '.join(elsewhere)})" if elsewhere else ""))
         selected = [t for t in selected if t.name in wanted]

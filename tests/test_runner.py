@@ -159,6 +159,10 @@ def test_failed_run_is_recorded_with_the_error(tmp_path, tiny_profile):
     (["run", "toy", "--samplers", "sgmcmc:Sampler"], "does not implement _update"),
     (["run", "toy", "--samplers", ","], "names no sampler; valid: psgld"),
     (["run", "toy", "--tasks", ","], "--tasks names no task"),
+    (["run", "toy", "--tasks", ""], "--tasks names no task"),  # an empty shell variable, not "every task"
+    (["run", "toy", "--samplers", ""], "names no sampler; valid: psgld"),
+    (["run", "toy", "--tasks", "mixture-2d"], "(mixture-2d is in suite(s) multimodal)"),
+    (["run", "toy", "--results-dir", "/proc/no-such-folder"], "--results-dir /proc/no-such-folder: cannot create"),
     (["run", "mnist", "--profile", "quick", "--tasks", "mnist-cnn"], "mnist-cnn runs only in profile(s) full"),
     (["run", "toy", "--hyper", "lr=-1"], "--hyper lr: SGD: lr=-1.0 is out of range; valid: (0.0, inf)"),
     (["run", "toy", "--hyper", "lr=abc"], "lr='abc' is not a number"),
@@ -480,6 +484,9 @@ def test_ctrl_c_of_a_jobs_2_run_counts_every_record_it_leaves(tmp_path):
     line = next(l for l in out.splitlines() if "(interrupted)" in l)
     counted = sum(int(w) for w, s in zip(line.split()[:-1], line.split()[1:]) if s.rstrip(",") in runner.RECORD_STATUSES)
     assert counted == len(list(folder.glob("*.json"))), (line, err)
+    # only the runs in the two workers are waited for, none queued behind them
+    waited = [l for l in err.splitlines() if "already started" in l]
+    assert not waited or int(waited[0].split("waiting for the ")[1].split()[0]) <= 2, waited
 
 
 def test_task_wide_config_keys_reach_every_sampler_and_extras_are_labelled():
