@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp = sub.add_parser("compare", help="do two results folders hold the same runs? (a reproduction check)",
                            description="Match the records of two results folders by configuration and compare "
                            "status, gradient count and every metric but timings. Exit 0 when every run in both "
-                           "agrees, 1 when one differs or none is in both, 2 on a bad argument.")
+                           "agrees, 1 when one differs, a record is corrupt or none is in both, 2 on a bad argument.")
     p_cmp.add_argument("a", help="a results folder (holding records/), e.g. the published results")
     p_cmp.add_argument("b", help="another, e.g. a rerun's --results-dir")
     p_cmp.add_argument("--rtol", type=float, default=0.0,
@@ -229,14 +229,14 @@ def cmd_compare(args) -> int:
     from . import compare
 
     try:
-        result = compare.compare(args.a, args.b, rtol=args.rtol, warn=lambda m: print(m, file=sys.stderr))
+        result = compare.compare(args.a, args.b, rtol=args.rtol)  # corrupt records: in the report
     except (ValueError, FileNotFoundError) as exc:
         args._parser.error(str(exc))
     print(compare.format_report(result, args.a, args.b, args.rtol, show=args.show))
     if result.compared == 0:
         print("nothing to compare: no run is in both folders", file=sys.stderr)
         return 1
-    return 1 if result.differ else 0
+    return 1 if result.differ or result.unreadable_a or result.unreadable_b else 0
 
 
 def main(argv: list[str] | None = None) -> int:

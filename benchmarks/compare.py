@@ -10,8 +10,8 @@ same software a rerun gives the same numbers to the last digit, and the default 
 equals NaN; a metric present on one side only is a difference.
 
 Runs in one folder only are counted and listed, not failed: a folder may hold a subset (``run toy``
-against the whole published grid). Corrupt records are reported by path and skipped, as
-everywhere else.
+against the whole published grid). A corrupt record is reported by its path and counted
+(``unreadable_a`` / ``unreadable_b``); it fails the check, since the run it held cannot be compared.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class Comparison:
     only_b: list[dict] = field(default_factory=list)
     provenance_a: dict[str, set] = field(default_factory=dict)
     provenance_b: dict[str, set] = field(default_factory=dict)
+    unreadable_a: list[str] = field(default_factory=list)  # why each corrupt record was skipped
+    unreadable_b: list[str] = field(default_factory=list)
 
     @property
     def compared(self) -> int:
@@ -79,9 +81,20 @@ def compare(a_dir: str | Path, b_dir: str | Path, rtol: float = 0.0,
     for d in (a_dir, b_dir):
         if not runner.records_dir(d).is_dir():
             raise FileNotFoundError(f"{d}: no records folder ({runner.records_dir(d)} does not exist)")
-    recs_a = {r["key"]: r for r in runner.load_records(a_dir, warn=warn)}
-    recs_b = {r["key"]: r for r in runner.load_records(b_dir, warn=warn)}
-    out = Comparison(provenance_a=_provenance(list(recs_a.values())), provenance_b=_provenance(list(recs_b.values())))
+    bad_a: list[str] = []
+    bad_b: list[str] = []
+
+    def noting(into: list[str]) -> Callable[[str], None]:
+        def note(message: str) -> None:
+            into.append(message)
+            if warn is not None:
+                warn(message)
+        return note
+
+    recs_a = {r["key"]: r for r in runner.load_records(a_dir, warn=noting(bad_a))}
+    recs_b = {r["key"]: r for r in runner.load_records(b_dir, warn=noting(bad_b))}
+    out = Comparison(provenance_a=_provenance(list(recs_a.values())), provenance_b=_provenance(list(recs_b.values())),
+                     unreadable_a=bad_a, unreadable_b=bad_b)
     out.only_a = [recs_a[k]["config"] for k in sorted(set(recs_a) - set(recs_b))]
     out.only_b = [recs_b[k]["config"] for k in sorted(set(recs_b) - set(recs_a))]
     for key in sorted(set(recs_a) & set(recs_b)):
@@ -127,6 +140,10 @@ def format_report(cmp: Comparison, a_dir: str | Path, b_dir: str | Path, rtol: f
                  f"metric but timings; {len(cmp.differ)} differ")
     if cmp.only_a or cmp.only_b:
         lines.append(f"{len(cmp.only_a)} runs only in A, {len(cmp.only_b)} only in B (not compared)")
+    if cmp.unreadable_a or cmp.unreadable_b:
+        lines.append(f"{len(cmp.unreadable_a)} corrupt records in A, {len(cmp.unreadable_b)} in B (not compared; "
+                     f"this fails the check):")
+        lines += [f"  {side}: {m}" for side, ms in (("A", cmp.unreadable_a), ("B", cmp.unreadable_b)) for m in ms[:show]]
     for diff in cmp.differ[:show]:
         lines.append(f"- {describe(diff.config)}:")
         for name, va, vb in diff.items[:8]:

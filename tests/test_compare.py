@@ -87,13 +87,20 @@ def test_runs_in_one_folder_only_are_listed_not_failed(tmp_path, capsys):
     assert "nothing to compare" in capsys.readouterr().err
 
 
-def test_a_corrupt_record_is_reported_by_path_and_skipped(tmp_path, capsys):
-    a = _folder(tmp_path, "a", [_record()])
+def test_a_corrupt_record_is_reported_by_path_and_fails_the_check(tmp_path, capsys):
+    """A rerun whose record is corrupt has not reproduced that run: named, counted, exit 1."""
+    a = _folder(tmp_path, "a", [_record(), _record(seed=1)])
     b = _folder(tmp_path, "b", [_record()])
-    bad = runner.records_dir(b) / "0123456789abcdef0123.json"
+    bad = runner.records_dir(b) / _record(seed=1)["key"]
+    bad = bad.with_suffix(".json")
     bad.write_text("{ not json")
-    assert main(["compare", str(a), str(b)]) == 0
-    assert str(bad) in capsys.readouterr().err
+    assert main(["compare", str(a), str(b)]) == 1
+    out = capsys.readouterr().out
+    assert "1 runs in both: 1 agree" in out and "0 corrupt records in A, 1 in B" in out and str(bad) in out
+    cmp = compare.compare(a, b)
+    assert cmp.same == 1 and not cmp.differ and len(cmp.unreadable_b) == 1 and not cmp.unreadable_a
+    bad.unlink()
+    assert main(["compare", str(a), str(b)]) == 0  # a subset that reads cleanly passes
 
 
 def test_a_folder_without_records_is_a_usage_error(tmp_path, capsys):
