@@ -438,6 +438,7 @@ class Sampler(torch.optim.Optimizer):
         self._bucket_cache: tuple | None = None
         self._bucket_numel = 0  # values in the cached buckets: an upper bound on a step's noise
         self._staged: set[int] = set()
+        self._checked: dict[int, tuple[dict, dict]] = {}  # group index -> (the group, its hyperparameters as checked)
 
     def __getstate__(self) -> dict:
         """What ``pickle`` and ``copy.deepcopy`` keep: torch.optim's state plus the sampler's own
@@ -463,6 +464,23 @@ class Sampler(torch.optim.Optimizer):
             if key not in group or group[key] is None:
                 raise HyperparameterError(f"{owner}: {key} is required; valid: {spec.describe()}")
             group[key] = spec.check(owner, key, group[key])
+
+    def _recheck(self, work: list) -> None:
+        """Check again, before any parameter moves, every hyperparameter of a stepping group that
+        is not the object last checked: a scheduler's new ``lr``, or a value a user wrote into
+        ``param_groups`` (a negative ``lr``, ``num_data = 0``) raises HyperparameterError naming it,
+        and the chain is left as it was. Unchanged values cost an identity test each."""
+        checked = self._checked
+        for gi, group, _params, _grads, _offsets in work:
+            seen = checked.get(gi)
+            if seen is not None and seen[0] is group:
+                for key, value in seen[1].items():
+                    if group[key] is not value:
+                        break
+                else:
+                    continue
+            self._validate(group)
+            checked[gi] = (group, {key: group[key] for key in self.all_hypers()})
 
     def add_param_group(self, param_group: dict) -> None:
         """torch.optim's, then the group's keys, hyperparameters and parameters are checked; a group
@@ -797,6 +815,7 @@ class Sampler(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         work = self._buckets()
+        self._recheck(work)
         plan = self._noise_plan(work) if work and self.overlap_noise is not False else None
         if plan is None:
             if torch.is_grad_enabled():

@@ -9,6 +9,7 @@ reproduces it. Tests run in float64 and compare with a relative tolerance of 1e-
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -365,6 +366,31 @@ def test_a_param_group_that_fails_validation_is_not_kept():
     opt.step()  # the sampler is as it was
     opt.add_param_group({"params": [q], "lr": 0.01})
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.01]
+
+
+@pytest.mark.parametrize("name", sorted(sgmcmc.available()))
+@pytest.mark.parametrize("key, bad", [("lr", -5.0), ("temperature", -1.0), ("num_data", 0)])
+def test_a_bad_value_written_into_param_groups_is_refused_at_the_next_step(name, key, bad):
+    """A hyperparameter changed after construction (by hand, or a scheduler gone wrong) is checked
+    before anything moves: a HyperparameterError names it, the parameters, the sampler's state and
+    its noise stream are left as they were, and a good value steps again."""
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = sgmcmc.get(name)([p], lr=0.1, num_data=10, generator=torch.Generator().manual_seed(0))
+    p.grad = torch.ones(4)
+    opt.step()
+    before = (p.detach().clone(), copy.deepcopy(opt.state_dict()))
+    opt.param_groups[0][key] = bad
+    with pytest.raises(HyperparameterError, match=f"{key}={bad}"):
+        opt.step()
+    assert torch.equal(p.detach(), before[0])
+    after = opt.state_dict()
+    assert after["step_count"] == before[1]["step_count"]
+    assert torch.equal(after["generator_state"], before[1]["generator_state"])
+    for k, v in before[1]["state"].get(0, {}).items():
+        assert torch.equal(torch.as_tensor(after["state"][0][k]), torch.as_tensor(v)), k
+    opt.param_groups[0][key] = {"lr": 0.05, "temperature": 0.5, "num_data": 20}[key]
+    opt.step()
+    assert not torch.equal(p.detach(), before[0])
 
 
 @pytest.mark.parametrize("name", sorted(sgmcmc.available()))
