@@ -395,8 +395,15 @@ def test_truncated_npz_is_an_error(tmp_path, known, no_downloads):
 
 def test_npz_with_objects_is_refused(tmp_path, known, no_downloads):
     np.savez(tmp_path / "notmnist_small.npz", images=np.array([None], dtype=object), labels=NOTMNIST[1])
-    with pytest.raises(D.CorruptFileError, match="allow_pickle=False"):
+    with pytest.raises(D.CorruptFileError, match="pickled objects, which are never loaded"):
         D.load_notmnist(data_dir=tmp_path)
+
+
+def test_random_bytes_as_npz_are_corrupt_without_advice_to_unpickle(tmp_path, known, no_downloads):
+    (tmp_path / "notmnist_small.npz").write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(D.CorruptFileError) as err:
+        D.load_notmnist(data_dir=tmp_path)
+    assert "notmnist_small.npz" in str(err.value) and "trust" not in str(err.value)
 
 
 class _Exploit:

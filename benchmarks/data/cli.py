@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
             else:
                 via = f" via {item.detail} (if the network allows)" if item.status == "download" else ""
                 print(f"{line} {item.source}: {item.location}{via}")
+        print("(list reads no file: `python -m benchmarks data fetch` decodes every split, checks its sha256 "
+              "and caches it)")
         return 0
     results = fetch_all(**where)
     for (dataset, split), result in results.items():

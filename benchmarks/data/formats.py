@@ -113,7 +113,10 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except KeyError as err:
         raise CorruptFileError(f"{path}: missing array {err} (expected 'images' and 'labels')") from err
     except _DECODE_ERRORS as err:
-        raise CorruptFileError(f"{path}: cannot read npz ({err})") from err
+        why = str(err)
+        if "allow_pickle" in why:  # numpy's advice to load it unsafely is not ours to give
+            why = "not an npz of plain arrays: corrupt, or it holds pickled objects, which are never loaded"
+        raise CorruptFileError(f"{path}: cannot read npz ({why})") from err
 
 
 def _decode_png(data: bytes) -> np.ndarray | None:
