@@ -1480,6 +1480,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=1.0)
     args = parser.parse_args(argv)
     hyper = _parse_hyper(args.hyper)
+    checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks is not None else None
+    unknown = [c for c in checks or () if c not in _SPECS]
+    if checks is not None and (unknown or not checks):
+        parser.error(f"--checks {args.checks!r}: unknown check(s) {', '.join(unknown) or '(none named)'}; "
+                     f"valid: {', '.join(_SPECS)}")
+    for name in args.samplers:
+        try:
+            resolve_sampler(name)
+        except (LookupError, ImportError, TypeError, ValueError) as exc:  # UnknownSamplerError is a ValueError
+            parser.error(str(exc))
     if args.bias:
         lrs = [float(x) for x in args.lrs.split(",")]
         print("| sampler | lr | max abs var err | mean var err | stiff-direction var err (se) "
@@ -1496,7 +1506,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     status = 0
     for name in args.samplers:
-        checks = args.checks.split(",") if args.checks else None
         results = check_sampler(name, lr=args.lr, checks=checks, raise_on_failure=False, **hyper)
         print(f"== {name}")
         for r in results:

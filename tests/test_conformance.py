@@ -426,3 +426,18 @@ def test_command_line(capsys):
     assert "== sgld" in out and "[PASSED] lr_schedulers" in out and "alpha" in out
     assert main(["tests.test_conformance:CachesLr", "--checks", "lr_schedulers"]) == 1
     assert "[FAILED] lr_schedulers" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["sgld", "--checks", "bogus"], "unknown check(s) bogus; valid: stationary"),
+    (["sgld", "--checks", ","], "(none named); valid: stationary"),
+    (["nosuch"], "unknown sampler 'nosuch'; valid: psgld"),
+    (["os:path"], "not a subclass of sgmcmc.Sampler"),
+    (["--bias", "nosuch"], "unknown sampler 'nosuch'"),
+])
+def test_command_line_errors_exit_2_naming_the_valid_values(argv, needle, capsys):
+    from sgmcmc.testing import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and needle in capsys.readouterr().err
