@@ -164,6 +164,10 @@ def cmd_run(args) -> int:
         parser.error(f"--data-dir {args.data_dir}: no such directory (see `python -m benchmarks data` for where "
                      f"each dataset is looked for)")
     overrides = dict(args.hyper)
+    twice = sorted({k for k, _ in args.hyper if sum(1 for j, _ in args.hyper if j == k) > 1})
+    if twice:
+        parser.error(f"--hyper {', '.join(twice)} given more than once; give each key once (a second value "
+                     f"would silently win)")
     folder = runner.records_dir(args.results_dir).resolve()
     existing = next(q for q in (folder, *folder.parents) if q.exists())  # created only when a run ends
     if not existing.is_dir():

@@ -206,9 +206,12 @@ def build(results_dir: str | os.PathLike = "results", profile: str | None = None
           log: Callable[[str], None] = print) -> Path | None:
     """Write leaderboard.md, leaderboard.csv, summary.csv and the figures; returns the markdown path."""
     results_dir = Path(results_dir)
-    records = load_records(results_dir, warn=log)
+    corrupt: list[str] = []
+    records = load_records(results_dir, warn=lambda m: (corrupt.append(m), log(m)))
     if not records:
-        log(f"no records under {results_dir / 'records'}: nothing to report (run `python -m benchmarks run ...` first)")
+        log(f"no readable records under {results_dir / 'records'}"
+            + (f" ({len(corrupt)} corrupt, named above)" if corrupt else "")
+            + ": nothing to report (run `python -m benchmarks run ...` first)")
         return None
     frame = records_frame(records)
     if profile is None:

@@ -368,10 +368,33 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict:
                       traceback=traceback.format_exc(limit=8))
     record["wall_time_s"] = time.perf_counter() - t0
     openmp_wait = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
-    record["provenance"] = {**base_provenance(), "device": str(device), "torch_threads": torch.get_num_threads(),
-                            "openmp_wait": openmp_wait, "datasets": ctx.datasets}
+    record["provenance"] = {**base_provenance(), "device": str(device),
+                            "torch_threads": ctx.threads or torch.get_num_threads(),
+                            "openmp_wait": openmp_wait, "datasets": ctx.datasets,
+                            "sampler": sampler_provenance(spec)}
     write_record(opts.results_dir, record)
     return record
+
+
+def sampler_provenance(spec: RunSpec) -> dict[str, Any]:
+    """What the record's configuration leaves to the sampler's code: its class, the source file's
+    sha256, and every hyperparameter it ran with, its own defaults included (a user's sampler whose
+    default changes is then told apart; ``num_data`` is the task's). Empty when it cannot be loaded."""
+    import inspect
+
+    import sgmcmc
+
+    try:
+        cls = sgmcmc.get(spec.sampler)
+        given = spec.hyper_dict
+        hypers = {k: given.get(k, h.default) for k, h in cls.all_hypers().items() if k != "num_data"}
+        out: dict[str, Any] = {"class": f"{cls.__module__}.{cls.__qualname__}", "hypers": hypers}
+        source = inspect.getsourcefile(cls)
+        if source:
+            out["file_sha256"] = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        return out
+    except Exception:  # noqa: BLE001  (provenance must never fail a record)
+        return {}
 
 
 class TaskNotReady(RuntimeError):

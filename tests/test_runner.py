@@ -159,7 +159,8 @@ def test_failed_run_is_recorded_with_the_error(tmp_path, tiny_profile):
     (["run", "toy", "--samplers", "sgmcmc:Sampler"], "does not implement _update"),
     (["run", "toy", "--samplers", ","], "names no sampler; valid: psgld"),
     (["run", "toy", "--tasks", ","], "--tasks names no task"),
-    (["run", "toy", "--tasks", ""], "--tasks names no task"),  # an empty shell variable, not "every task"
+    (["run", "toy", "--tasks", ""], "--tasks names no task"),
+    (["run", "toy", "--hyper", "lr=1", "--hyper", "lr=2"], "--hyper lr given more than once"),  # an empty shell variable, not "every task"
     (["run", "toy", "--samplers", ""], "names no sampler; valid: psgld"),
     (["run", "toy", "--tasks", "mixture-2d"], "(mixture-2d is in suite(s) multimodal)"),
     (["run", "toy", "--results-dir", "/proc/no-such-folder"], "--results-dir /proc/no-such-folder: cannot create"),
@@ -356,6 +357,37 @@ def test_user_sampler_as_module_class_joins_the_tables(tmp_path, tiny_profile, m
     # with no config entry of its own, the user's sampler starts from sgld's tuned lr
     assert recs["my_samplers:NaiveSGLD"]["config"]["hyper"] == recs["sgld"]["config"]["hyper"]
     assert "my_samplers:NaiveSGLD" in (out / "leaderboard.md").read_text()
+
+
+def test_a_user_sampler_with_keyword_only_lr_runs_and_its_defaults_are_recorded(tmp_path, tiny_profile, monkeypatch):
+    """The runner passes every hyperparameter by keyword (as torch.optim's optimisers take them),
+    and the record's provenance holds the class, its file's digest and every hyperparameter the
+    sampler ran with, its own defaults included; the toy task's one torch thread is recorded."""
+    (tmp_path / "kw_samplers.py").write_text(textwrap.dedent('''
+        import math, torch
+        from sgmcmc import Hyper, Sampler
+
+        class KeywordSGLD(Sampler):
+            hypers = {"beta": Hyper(0.5, low=0.0, high=1.0)}
+
+            def __init__(self, params, *, lr, num_data, **kw):
+                super().__init__(params, lr, num_data=num_data, **kw)
+
+            def _update(self, group, params, grads):
+                torch._foreach_add_(params, grads, alpha=-group["lr"])
+                std = math.sqrt(2 * group["lr"] * group["temperature"] / group["num_data"])
+                torch._foreach_add_(params, self._noise(params), alpha=std)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "results"
+    assert run_cli("--tasks", "gauss-corr-2d", "--samplers", "kw_samplers:KeywordSGLD", "--no-sweep",
+                   "--results-dir", str(out)) == 0
+    (rec,) = records(out)
+    assert rec["status"] == "ok", rec.get("error")
+    prov = rec["provenance"]
+    assert prov["sampler"]["class"] == "kw_samplers.KeywordSGLD"
+    assert prov["sampler"]["hypers"] == {"beta": 0.5, "lr": rec["config"]["hyper"]["lr"], "temperature": 1.0}
+    assert len(prov["sampler"]["file_sha256"]) == 64 and prov["torch_threads"] == 1
 
 
 def test_sweep_runs_each_factor_and_plots(tmp_path, tiny_profile):
@@ -657,3 +689,11 @@ def test_distinct_custom_overrides_are_ranked_apart_in_the_summary(tmp_path):
     # two configurations, two rows, each the mean of its own seeds (never 0.2, the mean of both)
     means = dict(zip(summary.sampler, summary.value))
     assert means == pytest.approx({"sgld [custom: lr=0.02]": 0.105, "sgld [custom: lr=0.05]": 0.305})
+
+
+def test_report_on_a_folder_of_only_corrupt_records_says_they_are_corrupt(tmp_path):
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "0123456789abcdef0123.json").write_text("{bad")
+    said: list[str] = []
+    assert report.build(tmp_path, plots=False, log=said.append) is None
+    assert "0123456789abcdef0123.json" in said[0] and "(1 corrupt, named above)" in said[-1]

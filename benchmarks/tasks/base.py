@@ -41,6 +41,8 @@ class RunContext:
     show_progress: bool = False
     #: filled by the task: dataset provenance (name -> digest/source) for the record
     datasets: dict = field(default_factory=dict)
+    #: set by a task that runs on its own torch thread count (the toy tasks: 1), for the record
+    threads: int | None = None
 
     def progress(self, total: int, desc: str):
         """A per-run progress bar (tqdm), quiet unless ``show_progress`` and stderr is a TTY."""
@@ -138,8 +140,7 @@ class Stopwatch:
 
 
 def build_sampler(sampler_cls: type, params, hyper: dict[str, Any], num_data: int) -> Any:
-    """``sampler_cls(params, **hyper)`` with the task's ``num_data``; hyper holds lr and the rest."""
-    hyper = dict(hyper)
-    lr = hyper.pop("lr")
-    return sampler_cls(params, lr, num_data=num_data, **hyper)
+    """``sampler_cls(params, **hyper)`` with the task's ``num_data``; hyper holds lr and the rest
+    (every one by keyword, as torch.optim's own optimisers take them)."""
+    return sampler_cls(params, num_data=num_data, **hyper)
 

@@ -160,6 +160,7 @@ class GaussianTask(Task):
         # several runs in parallel they oversubscribe the cores; one thread per run is fastest
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
+        ctx.threads = 1
         try:
             return self._run(sampler_cls, hyper, ctx)
         finally:
