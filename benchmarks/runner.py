@@ -369,9 +369,11 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict:
     record["wall_time_s"] = time.perf_counter() - t0
     openmp_wait = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
     record["provenance"] = {**base_provenance(), "device": str(device),
-                            "torch_threads": ctx.threads or torch.get_num_threads(),
+                            "torch_threads": torch.get_num_threads(),
                             "openmp_wait": openmp_wait, "datasets": ctx.datasets,
                             "sampler": sampler_provenance(spec)}
+    if ctx.threads is not None:  # the task ran on its own thread count (the toy tasks: 1)
+        record["provenance"]["task_threads"] = ctx.threads
     write_record(opts.results_dir, record)
     return record
 

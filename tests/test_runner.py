@@ -387,7 +387,7 @@ def test_a_user_sampler_with_keyword_only_lr_runs_and_its_defaults_are_recorded(
     prov = rec["provenance"]
     assert prov["sampler"]["class"] == "kw_samplers.KeywordSGLD"
     assert prov["sampler"]["hypers"] == {"beta": 0.5, "lr": rec["config"]["hyper"]["lr"], "temperature": 1.0}
-    assert len(prov["sampler"]["file_sha256"]) == 64 and prov["torch_threads"] == 1
+    assert len(prov["sampler"]["file_sha256"]) == 64 and prov["task_threads"] == 1
 
 
 def test_sweep_runs_each_factor_and_plots(tmp_path, tiny_profile):
