@@ -270,6 +270,8 @@ def _noise_worker(size: int = 1) -> _NoiseWorker:
 TORCH_GROUP_KEYS = frozenset({"param_names", "initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum",
                               "swa_lr"})
 
+_MISSING = object()  # a hyperparameter deleted from a group
+
 #: on the CPU a bucket's noise is drawn in blocks of this many values, block k from stream k
 #: (see ``Sampler._noise``); part of the definition of a chain: changing it changes the draws
 NOISE_BLOCK_NUMEL = 1 << 16
@@ -438,7 +440,8 @@ class Sampler(torch.optim.Optimizer):
         self._bucket_cache: tuple | None = None
         self._bucket_numel = 0  # values in the cached buckets: an upper bound on a step's noise
         self._staged: set[int] = set()
-        self._checked: dict[int, tuple[dict, dict]] = {}  # group index -> (the group, its hyperparameters as checked)
+        # group index -> (the group, its hyperparameters as last checked, its number of keys)
+        self._checked: dict[int, tuple[dict, dict, int]] = {}
 
     def __getstate__(self) -> dict:
         """What ``pickle`` and ``copy.deepcopy`` keep: torch.optim's state plus the sampler's own
@@ -473,14 +476,27 @@ class Sampler(torch.optim.Optimizer):
         checked = self._checked
         for gi, group, _params, _grads, _offsets in work:
             seen = checked.get(gi)
-            if seen is not None and seen[0] is group:
+            if seen is not None and seen[0] is group and len(group) == seen[2]:
                 for key, value in seen[1].items():
-                    if group[key] is not value:
+                    if group.get(key, _MISSING) is not value:
                         break
                 else:
                     continue
+            self._check_keys(group, gi)
             self._validate(group)
-            checked[gi] = (group, {key: group[key] for key in self.all_hypers()})
+            checked[gi] = (group, {key: group[key] for key in self.all_hypers()}, len(group))
+
+    def _check_keys(self, group: dict, index: int) -> None:
+        """Refuse a key that is neither ``params``, a hyperparameter of this sampler nor one of
+        torch.optim's own (:data:`TORCH_GROUP_KEYS`), naming it and the valid ones."""
+        valid = self.all_hypers()
+        unknown = sorted(k for k in group if k != "params" and k not in valid and k not in TORCH_GROUP_KEYS)
+        if unknown:
+            given = ", ".join(f"{k!r}" for k in unknown)
+            raise HyperparameterError(
+                f"{type(self).__name__}: unknown key(s) {given} in param group {index}; valid: params, "
+                f"{', '.join(sorted(valid))} (and torch.optim's own {', '.join(sorted(TORCH_GROUP_KEYS))})"
+            )
 
     def add_param_group(self, param_group: dict) -> None:
         """torch.optim's, then the group's keys, hyperparameters and parameters are checked; a group
@@ -493,14 +509,7 @@ class Sampler(torch.optim.Optimizer):
         """
         owner = type(self).__name__
         if isinstance(param_group, dict):
-            valid = set(self.all_hypers())
-            unknown = sorted(k for k in param_group if k != "params" and k not in valid and k not in TORCH_GROUP_KEYS)
-            if unknown:
-                given = ", ".join(f"{k!r}" for k in unknown)
-                raise HyperparameterError(
-                    f"{owner}: unknown key(s) {given} in param group {len(self.param_groups)}; valid: params, "
-                    f"{', '.join(sorted(valid))} (and torch.optim's own {', '.join(sorted(TORCH_GROUP_KEYS))})"
-                )
+            self._check_keys(param_group, len(self.param_groups))
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
@@ -521,6 +530,7 @@ class Sampler(torch.optim.Optimizer):
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         sd = super().state_dict()
+        sd["sampler"] = _class_name(type(self))
         sd["step_count"] = self._steps_done
         if self.generator is not None:
             sd["generator_state"] = self.generator.get_state()
@@ -529,10 +539,17 @@ class Sampler(torch.optim.Optimizer):
         return sd
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """torch.optim's, plus the step count, the generator's state and the noise streams' states;
-        saved hyperparameters out of range are refused before anything changes."""
+        """torch.optim's, plus the step count, the generator's state and the noise streams' states.
+        A state saved by another sampler class (its ``sampler`` entry), a group with a key this
+        sampler does not read, and hyperparameters out of range are refused before anything changes."""
         state_dict = dict(state_dict)
-        for group in state_dict.get("param_groups", []):
+        writer = state_dict.pop("sampler", None)
+        if writer is not None and writer != _class_name(type(self)):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the state was saved by {writer}, not by "
+                             f"{_class_name(type(self))}; its state (velocities, preconditioners) means something else "
+                             f"here")
+        for i, group in enumerate(state_dict.get("param_groups", [])):
+            self._check_keys(group, i)
             self._validate(dict(group))
         gen_state = state_dict.pop("generator_state", None)
         stream_states = state_dict.pop("noise_stream_states", [])
@@ -551,10 +568,12 @@ class Sampler(torch.optim.Optimizer):
                 f"sampler with generator= to continue the chain bit for bit)",
                 stacklevel=2,
             )
-        self._step_counter = int(state_dict.pop("step_count", 0))
+        step_count = int(state_dict.pop("step_count", 0))
+        super().load_state_dict(state_dict)  # torch's checks (group count and sizes) first: a refused state changes nothing
+        self._step_counter = step_count
         self._staged.clear()
         self._bucket_cache = None
-        super().load_state_dict(state_dict)
+        self._checked.clear()
         if gen_state is not None and self.generator is not None:
             self.generator.set_state(gen_state)
         self._streams = streams
@@ -733,7 +752,10 @@ class Sampler(torch.optim.Optimizer):
         elif bad is None:  # the norm overflowed; every element is finite
             return
         else:
-            big, what = bad, f"non-finite gradient (NaN or Inf) in parameter {offsets[bad]} of param group {group_index}"
+            names = self.param_groups[group_index].get("param_names")  # kept by torch for named_parameters()
+            named = f" ({names[offsets[bad]]!r})" if names and offsets[bad] < len(names) else ""
+            big, what = bad, (f"non-finite gradient (NaN or Inf) in parameter {offsets[bad]}{named} of param group "
+                              f"{group_index}")
         raise NonFiniteGradientError(
             f"{type(self).__name__}: {what} at step {self._steps_done}; the chain has diverged "
             f"(try a smaller lr; parameters were left at their last finite values)",
@@ -763,7 +785,7 @@ class Sampler(torch.optim.Optimizer):
             layout = cached[2]
         else:
             key = tuple(
-                (id(p), p.device, p.dtype, p.shape) if p.grad is not None else 0
+                (id(p), p.device, p.dtype, p.shape, p.grad.is_sparse) if p.grad is not None else 0
                 for group in groups for p in group["params"]
             )
             if same_groups and cached[0] == key:
@@ -782,9 +804,25 @@ class Sampler(torch.optim.Optimizer):
                         b[1].append(pi)
                     layout.extend((gi, group, params, offsets) for params, offsets in buckets.values())
                 self._bucket_numel = sum(p.numel() for _gi, _group, params, _offsets in layout for p in params)
+                self._follow_params(layout)
             seen = [None if p.grad is None else weakref.ref(p.grad) for group in groups for p in group["params"]]
             self._bucket_cache = (key, list(groups), layout, seen)
         return [(gi, group, params, [p.grad for p in params], offsets) for gi, group, params, offsets in layout]
+
+    def _follow_params(self, layout: list) -> None:
+        """A parameter moved to another dtype or device mid-chain (``model.double()``, ``.to(...)``)
+        takes its state along, as ``load_state_dict`` casts a saved state: a velocity or
+        preconditioner keeps its values in the parameter's new dtype and device, and the next
+        update runs instead of failing halfway through."""
+        for _gi, _group, params, _offsets in layout:
+            for p in params:
+                st = self.state.get(p)
+                if not st:
+                    continue
+                for k, v in st.items():
+                    if (isinstance(v, torch.Tensor) and v.is_floating_point() and v.shape == p.shape
+                            and (v.dtype != p.dtype or v.device != p.device)):
+                        st[k] = v.to(device=p.device, dtype=p.dtype)
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
         """One update of every parameter that has a gradient (``grad is None`` is skipped).
@@ -950,6 +988,10 @@ class Sampler(torch.optim.Optimizer):
 
 
 _PROTOCOL: dict[type, tuple[bool, bool, bool]] = {}
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _protocol(cls: type) -> tuple[bool, bool, bool]:

@@ -28,7 +28,10 @@ class UnderdampedLangevin(Sampler):
     """BAOAB underdamped Langevin with an exact Ornstein-Uhlenbeck O-step, one gradient per step."""
 
     hypers = {
-        "friction": Hyper(0.1, low=0.0, low_open=True, doc="gamma dt; O-step velocity factor exp(-friction)"),
+        # bounded below by 1e-6, not 0: the fused O-step weighs the noise by 1 - exp(-friction), which
+        # underflows in float16 below ~6e-8 (NaN) and in float32 below ~1e-45 (the chain stops moving)
+        "friction": Hyper(0.1, low=1e-6, doc="gamma dt; O-step velocity factor exp(-friction); >= 1e-6 "
+                                               "so that 1 - exp(-friction) holds in float16"),
     }
 
     @staticmethod

@@ -305,7 +305,7 @@ def test_huge_finite_gradient_is_not_mistaken_for_divergence():
         ("psgld", {"alpha": 1.0}, "alpha=1.0", "[0.0, 1.0)"),
         ("psgld", {"alpha": -0.1}, "alpha=-0.1", "[0.0, 1.0)"),
         ("psgld", {"eps": 0.0}, "eps=0.0", "(0.0, inf)"),
-        ("underdamped", {"friction": -1.0}, "friction=-1.0", "(0.0, inf)"),
+        ("underdamped", {"friction": -1.0}, "friction=-1.0", "[1e-06, inf)"),
         ("sgld", {"lr": True}, "lr=True", "is not a number"),
         ("sgld", {"lr": "0.1"}, "lr='0.1'", "is not a number"),
     ],
@@ -454,3 +454,98 @@ def test_parameters_that_are_not_real_floating_point_are_refused(dtype, kind):
     p = torch.zeros(3, dtype=dtype)
     with pytest.raises(sgmcmc.HyperparameterError, match=f"parameter 0 of param group 0 {kind}"):
         sgmcmc.SGLD([p], 0.1, num_data=10)
+
+
+# ---------------------------------------------------------------------- found by an audit of the API (session 8)
+def _stepped(name, n=3, **kw):
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = sgmcmc.get(name)([p], lr=0.1, num_data=10, generator=torch.Generator().manual_seed(0), **kw)
+    for _ in range(n):
+        p.grad = torch.ones(4)
+        opt.step()
+    return p, opt
+
+
+def test_a_refused_state_dict_changes_nothing_and_another_samplers_state_is_refused():
+    p, opt = _stepped("sghmc", 5)
+    q = [torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(2))]
+    two_groups = sgmcmc.SGHMC([{"params": [q[0]]}, {"params": [q[1]]}], lr=0.1, num_data=10).state_dict()
+    two_groups["step_count"] = 999
+    with pytest.raises(ValueError, match="parameter groups"):
+        opt.load_state_dict(two_groups)
+    assert opt.state_dict()["step_count"] == 5
+    _p, psgld = _stepped("psgld")
+    with pytest.raises(ValueError, match=r"saved by sgmcmc\.psgld\.PSGLD, not by sgmcmc\.sghmc\.SGHMC"):
+        opt.load_state_dict(psgld.state_dict())
+    foreign = torch.optim.SGD([torch.nn.Parameter(torch.ones(4))], lr=0.1, momentum=0.9).state_dict()
+    with pytest.raises(HyperparameterError, match="unknown key.*'dampening'"):
+        opt.load_state_dict(foreign)
+    assert opt.state_dict()["step_count"] == 5
+
+
+@pytest.mark.parametrize("name", ["sgld", "psgld", "sghmc", "underdamped"])
+def test_a_parameter_moved_to_float64_mid_chain_takes_its_state_along(name):
+    torch.manual_seed(0)
+    m = torch.nn.Linear(3, 2)
+    opt = sgmcmc.get(name)(m.parameters(), lr=0.01, num_data=100)
+    for p in m.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    m.double()
+    for p in m.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    for p in m.parameters():
+        assert p.dtype == torch.float64 and torch.isfinite(p).all()
+        assert all(v.dtype == torch.float64 for v in opt.state[p].values() if isinstance(v, torch.Tensor))
+
+
+@pytest.mark.parametrize("name", sorted(sgmcmc.available()))
+def test_a_sparse_gradient_after_dense_ones_is_refused_before_anything_moves(name):
+    emb = torch.nn.Embedding(5, 3, sparse=True)
+    opt = sgmcmc.get(name)(emb.parameters(), lr=0.1, num_data=10)
+    emb.weight.grad = torch.zeros(5, 3)
+    opt.step()
+    before = emb.weight.detach().clone()
+    emb.weight.grad = None
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="does not support sparse gradients"):
+        opt.step()
+    assert torch.equal(emb.weight.detach(), before)
+
+
+def test_a_key_added_to_or_removed_from_a_group_mid_chain_is_refused_at_the_next_step():
+    p, opt = _stepped("sgld")
+    before = p.detach().clone()
+    opt.param_groups[0]["lr "] = 0.5
+    with pytest.raises(HyperparameterError, match="unknown key.*'lr '"):
+        opt.step()
+    del opt.param_groups[0]["lr "]
+    del opt.param_groups[0]["temperature"]
+    with pytest.raises(HyperparameterError, match="temperature is required"):
+        opt.step()
+    assert torch.equal(p.detach(), before)
+    opt.param_groups[0]["temperature"] = 1.0
+    opt.step()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_underdamped_at_its_smallest_friction_stays_finite_in_every_dtype(dtype):
+    p = torch.nn.Parameter(torch.ones(8, dtype=dtype))
+    lowest = sgmcmc.get("underdamped").hypers["friction"].low
+    opt = sgmcmc.get("underdamped")([p], lr=0.01, num_data=100, friction=lowest)
+    for _ in range(5):
+        p.grad = torch.ones_like(p)
+        opt.step()
+    assert torch.isfinite(p).all() and not torch.equal(p.detach(), torch.ones_like(p))
+
+
+def test_a_non_finite_gradient_names_the_parameter_when_built_from_named_parameters():
+    m = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    opt = sgmcmc.get("sgld")(m.named_parameters(), lr=0.1, num_data=10)
+    for p in m.parameters():
+        p.grad = torch.ones_like(p)
+    m[1].weight.grad[0, 0] = float("nan")
+    with pytest.raises(NonFiniteGradientError, match=r"parameter 2 \('1.weight'\) of param group 0"):
+        opt.step()
