@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import os
 import queue
 import threading
@@ -270,8 +271,6 @@ def _noise_worker(size: int = 1) -> _NoiseWorker:
 TORCH_GROUP_KEYS = frozenset({"param_names", "initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum",
                               "swa_lr"})
 
-_MISSING = object()  # a hyperparameter deleted from a group
-
 #: on the CPU a bucket's noise is drawn in blocks of this many values, block k from stream k
 #: (see ``Sampler._noise``); part of the definition of a chain: changing it changes the draws
 NOISE_BLOCK_NUMEL = 1 << 16
@@ -440,8 +439,8 @@ class Sampler(torch.optim.Optimizer):
         self._bucket_cache: tuple | None = None
         self._bucket_numel = 0  # values in the cached buckets: an upper bound on a step's noise
         self._staged: set[int] = set()
-        # group index -> (the group, its hyperparameters as last checked, its number of keys)
-        self._checked: dict[int, tuple[dict, dict, int]] = {}
+        # group index -> (the group, a getter of its hyperparameters, their values as last checked, its number of keys)
+        self._checked: dict[int, tuple] = {}
 
     def __getstate__(self) -> dict:
         """What ``pickle`` and ``copy.deepcopy`` keep: torch.optim's state plus the sampler's own
@@ -476,15 +475,16 @@ class Sampler(torch.optim.Optimizer):
         checked = self._checked
         for gi, group, _params, _grads, _offsets in work:
             seen = checked.get(gi)
-            if seen is not None and seen[0] is group and len(group) == seen[2]:
-                for key, value in seen[1].items():
-                    if group.get(key, _MISSING) is not value:
-                        break
-                else:
-                    continue
+            if seen is not None and seen[0] is group and len(group) == seen[3]:
+                try:
+                    if seen[1](group) == seen[2]:
+                        continue
+                except KeyError:  # a hyperparameter deleted from the group: the check below names it
+                    pass
             self._check_keys(group, gi)
             self._validate(group)
-            checked[gi] = (group, {key: group[key] for key in self.all_hypers()}, len(group))
+            getter = operator.itemgetter(*self.all_hypers())
+            checked[gi] = (group, getter, getter(group), len(group))
 
     def _check_keys(self, group: dict, index: int) -> None:
         """Refuse a key that is neither ``params``, a hyperparameter of this sampler nor one of
