@@ -468,10 +468,11 @@ class Sampler(torch.optim.Optimizer):
             group[key] = spec.check(owner, key, group[key])
 
     def _recheck(self, work: list) -> None:
-        """Check again, before any parameter moves, every hyperparameter of a stepping group that
-        is not the object last checked: a scheduler's new ``lr``, or a value a user wrote into
-        ``param_groups`` (a negative ``lr``, ``num_data = 0``) raises HyperparameterError naming it,
-        and the chain is left as it was. Unchanged values cost an identity test each."""
+        """Check again, before any parameter moves, the hyperparameters of a stepping group whose
+        values (or keys) changed since they were last checked: a scheduler's new ``lr``, or a value
+        a user wrote into ``param_groups`` (a negative ``lr``, ``num_data = 0``, a misspelt or a
+        deleted key) raises HyperparameterError naming it, and the chain is left as it was. An
+        unchanged group costs one ``itemgetter`` call and a tuple comparison."""
         checked = self._checked
         for gi, group, _params, _grads, _offsets in work:
             seen = checked.get(gi)
