@@ -149,23 +149,35 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"--samplers: {', '.join(unknown)} not studied; valid: "
                  f"{', '.join(s for s in runner.DEFAULT_SAMPLERS if s != 'sgd')} (sgd is always the reference)")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        ap.error(f"--data-dir {args.data_dir}: no such directory")
     specs = build_specs(samplers, args.temperatures, args.seeds, args.profile)
+    print(f"temperature study ({args.profile}): {len(specs)} runs, results in {args.results_dir}/records"
+          + (f", {args.jobs} jobs" if args.jobs > 1 else ""), file=sys.stderr, flush=True)
     opts = runner.RunOptions(results_dir=args.results_dir, show_progress=True, data_dir=args.data_dir)
     summary_line = runner.execute(specs, opts, jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
     print(summary_line.line(), file=sys.stderr)
     summary = summarize(runner.load_records(args.results_dir), {s.key for s in specs})
     print(table(summary, samplers))
+    if summary_line.interrupted:
+        print("interrupted: every finished run has its record (run the same command again to resume); "
+              "no figure drawn", file=sys.stderr)
+        return 130
     figure = args.figure
     if figure is None:
-        whole = (samplers == DEFAULT_SAMPLERS.split(",")
+        # the published figure is redrawn only from the published grid: the whole default grid, in
+        # the published folder (a subset, another profile or another folder would replace it with
+        # part of it or with other runs)
+        whole = (samplers == DEFAULT_SAMPLERS.split(",") and args.profile == "default"
+                 and Path(args.results_dir).resolve() == Path("results/studies/temperature").resolve()
                  and set(args.temperatures) >= set(_floats(DEFAULT_TEMPERATURES, "--temperatures")))
         if not whole:
-            print(f"figure: not redrawn ({DEFAULT_FIGURE} shows the whole default grid; this run selected part of "
-                  f"it: pass --figure PATH to draw these curves)", file=sys.stderr)
-            return 0
+            print(f"figure: not redrawn ({DEFAULT_FIGURE} shows the whole default grid of "
+                  f"results/studies/temperature; pass --figure PATH to draw these curves)", file=sys.stderr)
+            return 1 if summary_line.failures else 0
         figure = DEFAULT_FIGURE
     print(f"figure: {plot(summary, samplers, Path(figure))}", file=sys.stderr)
-    return 0
+    return 1 if summary_line.failures else 0
 
 
 if __name__ == "__main__":

@@ -69,19 +69,27 @@ def test_bad_arguments_exit_2_naming_the_value(argv, message, capsys):
     assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, drawn", [
-    ([], "results/mnist-mlp_temperature.png"),  # the whole default grid: the published figure
-    (["--samplers", "psgld", "--temperatures", "0.03,0.01,0", "--seeds", "3"], None),  # a part: left alone
-    (["--samplers", "psgld", "--figure", "psgld.png"], "psgld.png"),  # asked for: drawn there
+@pytest.mark.parametrize("argv, drawn, interrupted, code", [
+    ([], "results/mnist-mlp_temperature.png", False, 0),  # the whole default grid: the published figure
+    (["--samplers", "psgld", "--temperatures", "0.03,0.01,0", "--seeds", "3"], None, False, 0),  # a part: left alone
+    (["--samplers", "psgld", "--figure", "psgld.png"], "psgld.png", False, 0),  # asked for: drawn there
+    (["--profile", "quick"], None, False, 0),  # another profile's runs: not the published figure
+    (["--results-dir", "elsewhere"], None, False, 0),  # another folder's runs: neither
+    ([], None, True, 130),  # Ctrl-C: a part of the grid, no figure at all
 ])
-def test_a_subset_run_does_not_overwrite_the_published_figure(argv, drawn, tmp_path, monkeypatch, capsys):
+def test_a_subset_run_does_not_overwrite_the_published_figure(argv, drawn, interrupted, code, tmp_path, monkeypatch,
+                                                              capsys):
     mod = _load()
     monkeypatch.chdir(tmp_path)
     asked = []
 
     class Done:
+        failures: list = []
+
         def line(self):
             return "0 runs"
+
+    Done.interrupted = interrupted
 
     def execute(specs, opts, **kw):  # no training here: every run is 'recorded' already
         asked.extend(specs)
@@ -91,7 +99,8 @@ def test_a_subset_run_does_not_overwrite_the_published_figure(argv, drawn, tmp_p
     monkeypatch.setattr(mod.runner, "load_records", lambda d: [_record(s) for s in asked])
     drawn_at = []
     monkeypatch.setattr(mod, "plot", lambda summary, samplers, path: drawn_at.append(str(path)) or path)
-    assert mod.main(argv) == 0
+    assert mod.main(argv) == code
     assert drawn_at == ([drawn] if drawn else [])
     if drawn is None:
-        assert "not redrawn" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert ("no figure drawn" if interrupted else "not redrawn") in err
