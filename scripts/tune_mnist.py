@@ -95,18 +95,31 @@ def main(argv=None) -> int:
     ap.add_argument("--results-dir", default="results/tuning")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
     args = ap.parse_args(argv)
-    only = set(args.only.split(",")) if args.only else None
+    from benchmarks.tasks import get_task
+    from benchmarks.tasks.mnist import MNISTTask
+
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        ap.error(f"--jobs={args.jobs} --threads={args.threads}: each must be an integer >= 1")
     try:
         runner.resolve_device(args.device)
+        task = get_task(args.task)
     except ValueError as exc:
         ap.error(str(exc))
+    if not isinstance(task, MNISTTask):  # tuning reads the validation split, which only the MNIST tasks have
+        ap.error(f"--task {args.task} is not an MNIST task; valid: {', '.join(CANDIDATES_BY_TASK)}, mnist-mlp "
+                 f"(for the toy tasks: scripts/tune_toy.py)")
     if args.profile is None:
-        from benchmarks.tasks import get_task
-
-        profiles = get_task(args.task).profiles
-        args.profile = "default" if "default" in profiles else profiles[-1]
+        args.profile = "default" if "default" in task.profiles else task.profiles[-1]
+    elif args.profile not in task.profiles:
+        ap.error(f"--profile {args.profile!r} is not one of {args.task}'s; valid: {', '.join(task.profiles)}")
+    candidates = CANDIDATES_BY_TASK.get(args.task, CANDIDATES)
+    names = sorted({s for s, _h in candidates})
+    only = {s.strip() for s in args.only.split(",") if s.strip()} if args.only is not None else None
+    if only is not None and (not only or only - set(names)):
+        ap.error(f"--only {args.only!r}: unknown or no sampler(s) {', '.join(sorted(only - set(names))) or '(none)'}; "
+                 f"valid: {', '.join(names)}")
     specs = [runner.RunSpec.make(args.task, s, {**h, "evaluate_on": "validation"}, 100, args.profile, "tuning")
-             for s, h in CANDIDATES_BY_TASK.get(args.task, CANDIDATES) if only is None or s in only]
+             for s, h in candidates if only is None or s in only]
     summary = runner.execute(specs, runner.RunOptions(results_dir=args.results_dir, show_progress=True,
                                                       threads=args.threads, device=args.device),
                              jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
@@ -125,9 +138,11 @@ def main(argv=None) -> int:
                     f"{m['auroc_entropy']:.3f} | {rec['wall_time_s']:.0f} |")
     print("| sampler | hyper | val error % | NLL | ECE | notMNIST AUROC | wall s |\n|---|---|---|---|---|---|---|")
     print("\n".join(sorted(rows)))
+    if summary.interrupted:
+        return 130
     if args.then_test:
         return then_test(args, specs, rows_of=runner.load_records(args.results_dir))
-    return 0
+    return 1 if summary.failures else 0
 
 
 def then_test(args, specs: list, rows_of) -> int:
@@ -159,7 +174,7 @@ def then_test(args, specs: list, rows_of) -> int:
                                                            threads=args.threads, device=args.device),
                              jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
     print(summary.line())
-    return 0
+    return 130 if summary.interrupted else 1 if summary.failures else 0
 
 
 if __name__ == "__main__":

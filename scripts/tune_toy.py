@@ -10,8 +10,10 @@ Prints one row per (sampler, lr) with the task's metrics; the choice rule is the
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
+import sgmcmc
 from benchmarks import runner
 from benchmarks.tasks import get_task
 
@@ -35,7 +37,25 @@ def main(argv=None) -> int:
         lrs = [float(x) for x in args.lrs.split(",") if x.strip()]
     except ValueError as exc:
         ap.error(str(exc))
-    samplers = args.only.split(",") if args.only else list(SAMPLERS)
+    from benchmarks.tasks.gaussian import GaussianTask
+
+    if not isinstance(task, GaussianTask):  # an MNIST task's metrics here would be the test set's
+        ap.error(f"--task {args.task} is not a toy task; tune the MNIST tasks on the validation set with "
+                 f"scripts/tune_mnist.py")
+    if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
+        ap.error(f"--lrs {args.lrs!r}: every step size must be a finite number > 0")
+    if args.jobs < 1:
+        ap.error(f"--jobs={args.jobs}: must be an integer >= 1")
+    if args.profile not in task.profiles:
+        ap.error(f"--profile {args.profile!r} is not one of {task.name}'s; valid: {', '.join(task.profiles)}")
+    samplers = [s.strip() for s in args.only.split(",") if s.strip()] if args.only is not None else list(SAMPLERS)
+    try:
+        for name in samplers:
+            sgmcmc.get(name)
+    except (ValueError, ImportError, TypeError) as exc:
+        ap.error(f"--only {args.only!r}: {exc}")
+    if not samplers:
+        ap.error(f"--only {args.only!r} names no sampler")
     results = args.results_dir or f"results/tuning/{task.name}"
     specs = [runner.RunSpec.make(task.name, s, {**FIXED.get(s, {}), "lr": lr}, args.seed, args.profile, "tuning")
              for s in samplers for lr in lrs]
@@ -55,7 +75,7 @@ def main(argv=None) -> int:
         rows.append(((cfg["sampler"], cfg["hyper"]["lr"]),
                      f"| {cfg['sampler']} | {cfg['hyper']['lr']:g} | {rec['status']} | " + " | ".join(cells) + " |"))
     print("\n".join(row for _key, row in sorted(rows)))
-    return 0
+    return 130 if summary.interrupted else 1 if summary.failures else 0
 
 
 if __name__ == "__main__":

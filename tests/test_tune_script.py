@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from benchmarks import runner
 from tests.conftest import load_script
 
@@ -21,7 +23,7 @@ def test_then_test_runs_each_samplers_best_validation_candidate(monkeypatch, cap
     records.append({**records[2], "status": "diverged", "metrics": {}})  # a failed run is never chosen
     ran = []
     monkeypatch.setattr(runner, "execute", lambda test_specs, opts, jobs, log: (
-        ran.append((test_specs, opts)), SimpleNamespace(line=lambda: "done"))[1])
+        ran.append((test_specs, opts)), SimpleNamespace(line=lambda: "done", interrupted=False, failures=[]))[1])
     args = SimpleNamespace(task="mnist-cnn", profile="full", then_test="/tmp/x", threads=None, device="cpu", jobs=1)
     assert mod.then_test(args, specs, records) == 0
     test_specs, opts = ran[0]
@@ -38,3 +40,36 @@ def test_then_test_runs_each_samplers_best_validation_candidate(monkeypatch, cap
     out = capsys.readouterr().out
     assert "sghmc: {'friction': 0.1, 'lr': 0.03}, validation NLL 0.0360  (at the edge of its candidates" in out
     assert "sgd: {'lr': 0.3}, validation NLL 0.0400\n" in out  # bracketed by 0.1 and 1.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--task", "gauss-corr-2d"], "is not an MNIST task"),
+    (["--task", "nosuch"], "unknown task 'nosuch'"),
+    (["--profile", "bogus"], "--profile 'bogus' is not one of mnist-mlp's; valid: quick, default, full"),
+    (["--only", "nosuch"], "unknown or no sampler(s) nosuch; valid: psgld, sgd"),
+    (["--jobs", "0"], "each must be an integer >= 1"),
+    (["--threads", "-3"], "each must be an integer >= 1"),
+])
+def test_bad_arguments_exit_2_before_any_run(argv, message, monkeypatch, capsys, tmp_path):
+    mod = load_script("tune_mnist")
+    monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("a run started"))
+    with pytest.raises(SystemExit) as exc:
+        mod.main([*argv, "--results-dir", str(tmp_path)])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--task", "mnist-mlp"], "is not a toy task"),
+    (["--task", "mixture-2d", "--only", "nosuch"], "unknown sampler 'nosuch'"),
+    (["--task", "mixture-2d", "--lrs", "-1"], "every step size must be a finite number > 0"),
+    (["--task", "mixture-2d", "--profile", "bogus"], "--profile 'bogus' is not one of mixture-2d's"),
+    (["--task", "mixture-2d", "--jobs", "0"], "--jobs=0"),
+])
+def test_tune_toy_bad_arguments_exit_2_before_any_run(argv, message, monkeypatch, capsys, tmp_path):
+    mod = load_script("tune_toy")
+    monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("a run started"))
+    with pytest.raises(SystemExit) as exc:
+        mod.main([*argv, "--results-dir", str(tmp_path)])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
