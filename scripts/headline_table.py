@@ -22,8 +22,20 @@ def main(argv=None) -> int:
     ap.add_argument("--csv", default="results/leaderboard.csv")
     ap.add_argument("--task", default="mnist-mlp")
     args = ap.parse_args(argv)
-    frame = pd.read_csv(args.csv)
+    try:
+        frame = pd.read_csv(args.csv)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        ap.error(f"--csv {args.csv}: cannot read it as a leaderboard CSV ({exc})")
+    needed = {"task", "sampler", "variant", "hyperparameters", "temperature", "metric", "mean"}
+    if not needed <= set(frame.columns):
+        ap.error(f"--csv {args.csv}: not a leaderboard.csv (the long table `report` writes); missing columns "
+                 f"{', '.join(sorted(needed - set(frame.columns)))}")
+    tasks = sorted(set(frame.task))
     frame = frame[frame.task == args.task]
+    wanted = {"error", "nll", "ece", "auroc_entropy", "notmnist_confident", "fashion_auroc_entropy"}
+    if frame.empty or not wanted <= set(frame.metric):
+        mnist = [t for t in tasks if t.startswith("mnist")]
+        ap.error(f"--task {args.task}: no MNIST rows for it in {args.csv}; valid: {', '.join(mnist) or '(none here)'}")
     wide = frame.pivot_table(index=["sampler", "variant", "hyperparameters", "temperature"], columns="metric",
                              values="mean").reset_index()
     wide["order"] = [(v != "tuned", ORDER.index(s) if s in ORDER else len(ORDER), s)

@@ -53,3 +53,19 @@ def test_a_custom_rows_margin_is_over_the_sgd_row_of_the_same_override(tmp_path,
     assert "| +0.050 |" in lines["| sgld (lr=0.3)"]   # 0.95 - tuned sgd's 0.90
     assert "| +0.050 |" in lines["| sgld, custom"]    # 0.85 - custom sgd's 0.80, not the tuned one's
     assert "|  |" in lines["| sgd, custom"]           # an SGD row has no margin over itself
+
+
+def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys):
+    import pytest
+
+    toy = tmp_path / "toy.csv"
+    pd.DataFrame([dict(task="gauss-iso-100", sampler="sgld", variant="tuned", hyperparameters="lr=1", temperature=1.0,
+                       metric="kl", mean=0.1, sd=0.0, n_ok=3, n_runs=3)]).to_csv(toy, index=False)
+    summary = tmp_path / "summary.csv"
+    pd.DataFrame([dict(sampler="sgld", task="blr", metric="kl", value=1.0, rank=1)]).to_csv(summary, index=False)
+    for argv, message in ((["--csv", str(tmp_path / "none.csv")], "cannot read it"),
+                          (["--csv", str(toy)], "no MNIST rows for it"),
+                          (["--csv", str(summary)], "not a leaderboard.csv")):
+        with pytest.raises(SystemExit) as exc:
+            _load().main(argv)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
