@@ -55,6 +55,9 @@ from typing import Callable
 from . import runner
 from .runner import RunOptions, RunSpec
 
+#: the address schemes of dask's comms that reach a scheduler on another process or host
+SCHEDULER_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
+
 INSTALL_HINT = 'pip install "sgmcmc-bench[dask]"'
 #: how often the LocalCluster retries a run whose worker died (so a deterministic crash costs two workers)
 LOCAL_ALLOWED_FAILURES = 1
@@ -201,7 +204,12 @@ def execute_dask(todo: list[RunSpec], opts: RunOptions, *, jobs: int, scheduler:
             try:
                 from distributed.comm import parse_address, parse_host_port
 
-                parse_host_port(parse_address(scheduler)[1])
+                scheme, location = parse_address(scheduler)
+                if scheme not in SCHEDULER_SCHEMES:
+                    raise ValueError(f"unknown scheme {scheme!r}; valid: {', '.join(SCHEDULER_SCHEMES)}")
+                _host, port = parse_host_port(location)
+                if not 0 < int(port) < 65536:
+                    raise ValueError(f"port {port} is out of range 1-65535")
             except ValueError as exc:
                 raise DaskError(f"--scheduler {scheduler!r} is not a scheduler address ({exc}); "
                                 f"expected e.g. tcp://host:8786") from None

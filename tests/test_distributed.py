@@ -90,11 +90,17 @@ def test_missing_dask_error_names_the_install_command(monkeypatch, tmp_path):
     assert not (tmp_path / "records").exists()
 
 
-def test_a_malformed_scheduler_address_is_refused_at_once(tmp_path):
+@pytest.mark.parametrize("address, why", [
+    ("127.0.0.1:18786x", "is not a scheduler address"),
+    ("http://127.0.0.1:8786", "unknown scheme 'http'; valid: tcp"),  # a dashboard URL, say
+    ("tcp://127.0.0.1:99999", "port 99999 is out of range"),
+])
+def test_a_malformed_scheduler_address_is_refused_at_once(tmp_path, address, why):
+    pytest.importorskip("distributed")
     spec = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "quick")
-    with pytest.raises(bdist.DaskError, match="'127.0.0.1:18786x' is not a scheduler address"):
+    with pytest.raises(bdist.DaskError, match=why):  # refused on parsing, before any connection attempt
         bdist.execute_dask([spec], runner.RunOptions(results_dir=str(tmp_path)), jobs=1,
-                                 scheduler="127.0.0.1:18786x", on_record=quiet, log=quiet)
+                                 scheduler=address, on_record=quiet, log=quiet)
 
 
 def test_workers_that_cannot_import_the_project_stop_the_grid_naming_them():
