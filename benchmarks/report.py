@@ -217,10 +217,14 @@ def build(results_dir: str | os.PathLike = "results", profile: str | None = None
     if profile is None:
         profile = "default" if (frame.profile == "default").any() else frame.profile.value_counts().index[0]
     present = sorted(set(frame.profile))
+    others = frame[frame.profile != profile].profile.value_counts()
     frame = frame[frame.profile == profile]
     if frame.empty:
         log(f"no records of profile {profile!r} under {results_dir}; profiles present: {', '.join(present)}")
         return None
+    if len(others):
+        log(f"report of profile {profile!r}; left out: " + ", ".join(f"{n} {p} record(s)" for p, n in others.items())
+            + " (`report --profile P` for those)")
     tasks = all_tasks()
     order = [t for t in tasks if t in set(frame.task)] + sorted(set(frame.task) - set(tasks))
     md = [f"# sgmcmc-bench leaderboard (profile `{profile}`)", "",

@@ -697,3 +697,13 @@ def test_report_on_a_folder_of_only_corrupt_records_says_they_are_corrupt(tmp_pa
     said: list[str] = []
     assert report.build(tmp_path, plots=False, log=said.append) is None
     assert "0123456789abcdef0123.json" in said[0] and "(1 corrupt, named above)" in said[-1]
+
+
+def test_report_says_which_profiles_it_left_out(tmp_path):
+    for profile, seed in (("quick", 0), ("quick", 1), ("default", 0)):
+        s = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, seed, profile)
+        runner.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
+                                       "metrics": {"kl": 0.1}, "wall_time_s": 1.0, "grad_evals": 10})
+    said: list[str] = []
+    assert report.build(tmp_path, plots=False, log=said.append) is not None
+    assert any("report of profile 'default'; left out: 2 quick record(s)" in m for m in said), said
