@@ -243,7 +243,14 @@ def build(results_dir: str | os.PathLike = "results", profile: str | None = None
         long_tables.append(long)
         desc = tasks[task].description if task in tasks else ""
         md += [f"## {task}", "", desc, "", display.to_markdown(index=False), ""]
-    figures = plot_all(frame, records, results_dir, log) if plots else []
+    if plots:
+        figures = plot_all(frame, records, results_dir, log)
+    else:  # the figures already there still belong to these tables: keep them listed
+        old_md = results_dir / "leaderboard.md"
+        listed = old_md.read_text().split("## Figures", 1)[1] if old_md.is_file() and "## Figures" in old_md.read_text() else ""
+        figures = [results_dir / line.split("(", 1)[1].rstrip(")") for line in listed.splitlines()
+                   if line.startswith("![") and "(" in line]
+        figures = [f for f in figures if f.is_file()]
     if figures:
         md += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
     path = results_dir / "leaderboard.md"

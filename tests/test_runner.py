@@ -707,3 +707,14 @@ def test_report_says_which_profiles_it_left_out(tmp_path):
     said: list[str] = []
     assert report.build(tmp_path, plots=False, log=said.append) is not None
     assert any("report of profile 'default'; left out: 2 quick record(s)" in m for m in said), said
+
+
+def test_report_without_plots_keeps_the_figures_already_drawn_listed(tmp_path):
+    s = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "default")
+    runner.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
+                                   "metrics": {"kl": 0.1}, "wall_time_s": 1.0, "grad_evals": 10})
+    (tmp_path / "sweep_gauss-corr-2d.png").write_bytes(b"\x89PNG")
+    (tmp_path / "leaderboard.md").write_text("# old\n\n## Figures\n\n![sweep_gauss-corr-2d](sweep_gauss-corr-2d.png)\n"
+                                             "![gone](gone.png)\n")
+    text = report.build(tmp_path, plots=False, log=lambda m: None).read_text()
+    assert "![sweep_gauss-corr-2d](sweep_gauss-corr-2d.png)" in text and "gone.png" not in text
