@@ -42,32 +42,21 @@ def test_then_test_runs_each_samplers_best_validation_candidate(monkeypatch, cap
     assert "sgd: {'lr': 0.3}, validation NLL 0.0400\n" in out  # bracketed by 0.1 and 1.0
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--task", "gauss-corr-2d"], "is not an MNIST task"),
-    (["--task", "nosuch"], "unknown task 'nosuch'"),
-    (["--profile", "bogus"], "--profile 'bogus' is not one of mnist-mlp's; valid: quick, default, full"),
-    (["--only", "nosuch"], "unknown or no sampler(s) nosuch; valid: psgld, sgd"),
-    (["--jobs", "0"], "each must be an integer >= 1"),
-    (["--threads", "-3"], "each must be an integer >= 1"),
+@pytest.mark.parametrize("script, argv, message", [
+    ("tune_mnist", ["--task", "gauss-corr-2d"], "is not an MNIST task"),
+    ("tune_mnist", ["--task", "nosuch"], "unknown task 'nosuch'"),
+    ("tune_mnist", ["--profile", "bogus"], "--profile 'bogus' is not one of mnist-mlp's; valid: quick, default, full"),
+    ("tune_mnist", ["--only", "nosuch"], "unknown or no sampler(s) nosuch; valid: psgld, sgd"),
+    ("tune_mnist", ["--jobs", "0"], "each must be an integer >= 1"),
+    ("tune_mnist", ["--threads", "-3"], "each must be an integer >= 1"),
+    ("tune_toy", ["--task", "mnist-mlp"], "is not a toy task"),
+    ("tune_toy", ["--task", "mixture-2d", "--only", "nosuch"], "unknown sampler 'nosuch'"),
+    ("tune_toy", ["--task", "mixture-2d", "--lrs", "-1"], "every step size must be a finite number > 0"),
+    ("tune_toy", ["--task", "mixture-2d", "--profile", "bogus"], "--profile 'bogus' is not one of mixture-2d's"),
+    ("tune_toy", ["--task", "mixture-2d", "--jobs", "0"], "--jobs=0"),
 ])
-def test_bad_arguments_exit_2_before_any_run(argv, message, monkeypatch, capsys, tmp_path):
-    mod = load_script("tune_mnist")
-    monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("a run started"))
-    with pytest.raises(SystemExit) as exc:
-        mod.main([*argv, "--results-dir", str(tmp_path)])
-    assert exc.value.code == 2 and message in capsys.readouterr().err
-    assert not any(tmp_path.iterdir())
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--task", "mnist-mlp"], "is not a toy task"),
-    (["--task", "mixture-2d", "--only", "nosuch"], "unknown sampler 'nosuch'"),
-    (["--task", "mixture-2d", "--lrs", "-1"], "every step size must be a finite number > 0"),
-    (["--task", "mixture-2d", "--profile", "bogus"], "--profile 'bogus' is not one of mixture-2d's"),
-    (["--task", "mixture-2d", "--jobs", "0"], "--jobs=0"),
-])
-def test_tune_toy_bad_arguments_exit_2_before_any_run(argv, message, monkeypatch, capsys, tmp_path):
-    mod = load_script("tune_toy")
+def test_bad_arguments_exit_2_before_any_run(script, argv, message, monkeypatch, capsys, tmp_path):
+    mod = load_script(script)
     monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("a run started"))
     with pytest.raises(SystemExit) as exc:
         mod.main([*argv, "--results-dir", str(tmp_path)])
