@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from .tasks.base import PROFILES
@@ -164,7 +165,7 @@ def cmd_run(args) -> int:
         parser.error(f"--data-dir {args.data_dir}: no such directory (see `python -m benchmarks data` for where "
                      f"each dataset is looked for)")
     overrides = dict(args.hyper)
-    twice = sorted({k for k, _ in args.hyper if sum(1 for j, _ in args.hyper if j == k) > 1})
+    twice = sorted(k for k, n in Counter(k for k, _ in args.hyper).items() if n > 1)
     if twice:
         parser.error(f"--hyper {', '.join(twice)} given more than once; give each key once (a second value "
                      f"would silently win)")
@@ -215,7 +216,7 @@ def cmd_run(args) -> int:
         path = report.build(args.results_dir, profile=args.profile, log=lambda m: print(m, file=sys.stderr))
         if path:
             print(f"leaderboard: {path}")
-    return 1 if summary.counts["failed"] else 0
+    return summary.exit_status
 
 
 def cmd_report(args) -> int:

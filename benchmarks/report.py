@@ -192,8 +192,7 @@ def summary_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     columns = list(table.columns)
     table = table.fillna("-")
     if len(num):
-        per_task = num.groupby(["sampler", "task"])["rank"].mean().groupby("sampler")
-        ranked = per_task.size().reindex(table.index).fillna(0).astype(int)
+        ranked = num.groupby("sampler").task.nunique().reindex(table.index).fillna(0).astype(int)
         table["tasks"] = [f"{k}/{len(tasks)}" for k in ranked]
         table["mean rank"] = num.groupby("sampler")["rank"].mean().round(2).reindex(table.index)
         table = table.assign(_k=ranked).sort_values(["_k", "mean rank"], ascending=[False, True]).drop(columns="_k")
@@ -247,7 +246,7 @@ def build(results_dir: str | os.PathLike = "results", profile: str | None = None
         figures = plot_all(frame, records, results_dir, log)
     else:  # the figures already there still belong to these tables: keep them listed
         old_md = results_dir / "leaderboard.md"
-        listed = old_md.read_text().split("## Figures", 1)[1] if old_md.is_file() and "## Figures" in old_md.read_text() else ""
+        listed = old_md.read_text().partition("## Figures")[2] if old_md.is_file() else ""
         figures = [results_dir / line.split("(", 1)[1].rstrip(")") for line in listed.splitlines()
                    if line.startswith("![") and "(" in line]
         figures = [f for f in figures if f.is_file()]

@@ -468,6 +468,11 @@ class GridSummary:
         if record["status"] == "failed":
             self.failures.append((record["config"], record.get("error", "")))
 
+    @property
+    def exit_status(self) -> int:
+        """The command's exit status for this grid: 130 interrupted, 1 a run failed, else 0."""
+        return 130 if self.interrupted else 1 if self.counts["failed"] else 0
+
     def line(self) -> str:
         parts = [f"{n} {s}" for s, n in self.counts.items() if n]
         return (f"{self.total} runs: {self.skipped} already recorded" + (", " if parts else "") + ", ".join(parts)

@@ -42,6 +42,7 @@ METRICS = [
 DEFAULT_SAMPLERS = "sgld,psgld,sghmc,underdamped"
 DEFAULT_TEMPERATURES = "1,0.3,0.1,0.03,0.01,0"
 DEFAULT_FIGURE = "results/mnist-mlp_temperature.png"
+DEFAULT_RESULTS = "results/studies/temperature"  # the published study's records, drawn in DEFAULT_FIGURE
 
 
 def _floats(text: str, name: str) -> list[float]:
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--profile", default="default", choices=["quick", "default", "full"])
-    ap.add_argument("--results-dir", default="results/studies/temperature")
+    ap.add_argument("--results-dir", default=DEFAULT_RESULTS)
     ap.add_argument("--figure", default=None,
                     help=f"where to draw the curves (default {DEFAULT_FIGURE}, and then only for the whole default "
                          f"grid: a subset would overwrite the published figure with part of it)")
@@ -162,22 +163,22 @@ def main(argv=None) -> int:
     if summary_line.interrupted:
         print("interrupted: every finished run has its record (run the same command again to resume); "
               "no figure drawn", file=sys.stderr)
-        return 130
+        return summary_line.exit_status
     figure = args.figure
     if figure is None:
         # the published figure is redrawn only from the published grid: the whole default grid, in
         # the published folder (a subset, another profile or another folder would replace it with
         # part of it or with other runs)
         whole = (samplers == DEFAULT_SAMPLERS.split(",") and args.profile == "default"
-                 and Path(args.results_dir).resolve() == Path("results/studies/temperature").resolve()
+                 and Path(args.results_dir).resolve() == Path(DEFAULT_RESULTS).resolve()
                  and set(args.temperatures) >= set(_floats(DEFAULT_TEMPERATURES, "--temperatures")))
         if not whole:
             print(f"figure: not redrawn ({DEFAULT_FIGURE} shows the whole default grid of "
-                  f"results/studies/temperature; pass --figure PATH to draw these curves)", file=sys.stderr)
-            return 1 if summary_line.failures else 0
+                  f"{DEFAULT_RESULTS}; pass --figure PATH to draw these curves)", file=sys.stderr)
+            return summary_line.exit_status
         figure = DEFAULT_FIGURE
     print(f"figure: {plot(summary, samplers, Path(figure))}", file=sys.stderr)
-    return 1 if summary_line.failures else 0
+    return summary_line.exit_status
 
 
 if __name__ == "__main__":

@@ -138,11 +138,9 @@ def main(argv=None) -> int:
                     f"{m['auroc_entropy']:.3f} | {rec['wall_time_s']:.0f} |")
     print("| sampler | hyper | val error % | NLL | ECE | notMNIST AUROC | wall s |\n|---|---|---|---|---|---|---|")
     print("\n".join(sorted(rows)))
-    if summary.interrupted:
-        return 130
-    if args.then_test:
+    if args.then_test and not summary.interrupted:
         return then_test(args, specs, rows_of=runner.load_records(args.results_dir))
-    return 1 if summary.failures else 0
+    return summary.exit_status
 
 
 def then_test(args, specs: list, rows_of) -> int:
@@ -174,7 +172,7 @@ def then_test(args, specs: list, rows_of) -> int:
                                                            threads=args.threads, device=args.device),
                              jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
     print(summary.line())
-    return 130 if summary.interrupted else 1 if summary.failures else 0
+    return summary.exit_status
 
 
 if __name__ == "__main__":

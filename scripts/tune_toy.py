@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         rows.append(((cfg["sampler"], cfg["hyper"]["lr"]),
                      f"| {cfg['sampler']} | {cfg['hyper']['lr']:g} | {rec['status']} | " + " | ".join(cells) + " |"))
     print("\n".join(row for _key, row in sorted(rows)))
-    return 130 if summary.interrupted else 1 if summary.failures else 0
+    return summary.exit_status
 
 
 if __name__ == "__main__":

@@ -83,17 +83,13 @@ def test_a_subset_run_does_not_overwrite_the_published_figure(argv, drawn, inter
     monkeypatch.chdir(tmp_path)
     asked = []
 
-    class Done:
-        failures: list = []
-
+    class Done(mod.runner.GridSummary):
         def line(self):
             return "0 runs"
 
-    Done.interrupted = interrupted
-
     def execute(specs, opts, **kw):  # no training here: every run is 'recorded' already
         asked.extend(specs)
-        return Done()
+        return Done(interrupted=interrupted)
 
     monkeypatch.setattr(mod.runner, "execute", execute)
     monkeypatch.setattr(mod.runner, "load_records", lambda d: [_record(s) for s in asked])

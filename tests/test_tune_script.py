@@ -23,7 +23,7 @@ def test_then_test_runs_each_samplers_best_validation_candidate(monkeypatch, cap
     records.append({**records[2], "status": "diverged", "metrics": {}})  # a failed run is never chosen
     ran = []
     monkeypatch.setattr(runner, "execute", lambda test_specs, opts, jobs, log: (
-        ran.append((test_specs, opts)), SimpleNamespace(line=lambda: "done", interrupted=False, failures=[]))[1])
+        ran.append((test_specs, opts)), runner.GridSummary())[1])
     args = SimpleNamespace(task="mnist-cnn", profile="full", then_test="/tmp/x", threads=None, device="cpu", jobs=1)
     assert mod.then_test(args, specs, records) == 0
     test_specs, opts = ran[0]
