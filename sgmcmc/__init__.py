@@ -8,7 +8,7 @@ mean loss plus the negative log prior over N) and targets exp(-U / T); see :mod:
 ['psgld', 'sgd', 'sghmc', 'sgld', 'underdamped']
 """
 
-from .base import HyperparameterError, Hyper, NonFiniteGradientError, Sampler
+from .base import Diverged, HyperparameterError, Hyper, NonFiniteGradientError, Sampler
 from .registry import ENTRY_POINT_GROUP, UnknownSamplerError, available, get, register
 
 # built-in samplers register themselves on import
@@ -21,7 +21,7 @@ from .underdamped import UnderdampedLangevin
 __version__ = "0.1.0"
 
 __all__ = [
-    "Sampler", "Hyper", "HyperparameterError", "NonFiniteGradientError", "UnknownSamplerError",
+    "Sampler", "Hyper", "HyperparameterError", "NonFiniteGradientError", "Diverged", "UnknownSamplerError",
     "register", "get", "available", "ENTRY_POINT_GROUP",
     "SGD", "SGLD", "PSGLD", "SGHMC", "UnderdampedLangevin",
 ]

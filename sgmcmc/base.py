@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
-__all__ = ["Sampler", "Hyper", "NonFiniteGradientError", "HyperparameterError"]
+__all__ = ["Sampler", "Hyper", "NonFiniteGradientError", "HyperparameterError", "Diverged"]
 
 
 class HyperparameterError(ValueError):
@@ -62,6 +62,16 @@ class NonFiniteGradientError(FloatingPointError):
         self.step = step
         self.group_index = group_index
         self.param_index = param_index
+
+
+class Diverged(Exception):
+    """A chain left the finite numbers (or, for a task, produced a dead model): raised by the code
+    that runs the chain, never by ``step()`` itself. ``step`` is where it stopped, ``reason`` why."""
+
+    def __init__(self, step: int, reason: str):
+        super().__init__(f"diverged at step {step}: {reason}")
+        self.step = step
+        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ from typing import Any, Callable
 
 import torch
 
-from .base import HyperparameterError, NonFiniteGradientError, Sampler
+from .base import Diverged, HyperparameterError, NonFiniteGradientError, Sampler
 
 __all__ = [
     "check_sampler", "run_check", "list_checks", "CHECKS", "CheckResult", "CheckFailed",
@@ -409,13 +409,6 @@ class ChainStats:
     @functools.cached_property
     def ess_eig_var(self) -> torch.Tensor:
         return effective_sample_size(self._eig_sq)
-
-
-class Diverged(Exception):
-    def __init__(self, step: int, reason: str):
-        super().__init__(f"diverged at step {step}: {reason}")
-        self.step = step
-        self.reason = reason
 
 
 def run_chains(

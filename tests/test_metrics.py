@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from scipy import signal, special, stats
 
 from benchmarks import metrics as M
+from sgmcmc.diagnostics import _z_scale
 
 
 def _arviz():
@@ -232,7 +233,7 @@ def test_rank_normalisation_matches_scipy_rankdata(ints, floats):
     rows = np.array([ints[: min(len(ints), len(floats))], floats[: min(len(ints), len(floats))]], dtype=float)
     size = rows.shape[1]
     expected = special.ndtri((stats.rankdata(rows, method="average", axis=1) - 0.375) / (size + 0.25))
-    np.testing.assert_allclose(M._z_scale(rows[:, None, :]).reshape(rows.shape), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_z_scale(rows[:, None, :]).reshape(rows.shape), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_ess_rates():

@@ -15,18 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from sgmcmc import Diverged  # noqa: F401  (one definition, re-exported for the tasks)
 
 PROFILES = ("quick", "default", "full")
-
-
-class Diverged(Exception):
-    """The chain produced NaN/Inf (or, on MNIST, a dead network that gives every input the same
-    prediction): the run is recorded as ``diverged`` with the step and reason."""
-
-    def __init__(self, step: int, reason: str):
-        super().__init__(f"diverged at step {step}: {reason}")
-        self.step = step
-        self.reason = reason
 
 
 @dataclass
