@@ -1,4 +1,8 @@
-"""python -m benchmarks {list, run, report, compare, data}: the command line (thin; the work is elsewhere)."""
+"""python -m benchmarks {list, run, report, compare, data}: the command line (thin: parse, call, exit code).
+
+The work is elsewhere: :mod:`benchmarks.grid` (configs -> run specs), :mod:`benchmarks.executors`
+(run them), :mod:`benchmarks.report` (records -> tables and figures), :mod:`benchmarks.compare`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,13 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import sgmcmc
+
+from . import columns, compare, executors, grid, report
+from .data.cli import add_subcommand as add_data_subcommand
+from .lineup import builtin_samplers
+from .records import records_dir
+from .tasks import all_tasks, suites
 from .tasks.base import PROFILES
 
 EXIT_USAGE = 2
@@ -40,8 +51,6 @@ def _hyper_pair(text: str) -> tuple[str, float | str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .tasks import suites
-
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=(
         "sgmcmc-bench: run SG-MCMC samplers against tasks with known or measurable answers, "
         "and build leaderboard tables from the run records."))
@@ -53,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="run a suite (skips runs that already have a record)")
     p_run.add_argument("suite", choices=sorted(suites()), help="which suite")
     p_run.add_argument("--samplers", default=None,
-                       help="comma-separated sampler names or module:Class (default: the five built-ins)")
+                       help=f"comma-separated sampler names or module:Class (default: the built-ins, "
+                            f"{','.join(builtin_samplers())})")
     p_run.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks")
     p_run.add_argument("--seeds", type=_positive_int("--seeds"), default=None,
                        help="number of seeds per configuration (default by profile: quick 1, default 3, full 5)")
@@ -92,12 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--show", type=_positive_int("--show"), default=20, help="list at most this many differing runs")
     p_cmp.set_defaults(func=cmd_compare, _parser=p_cmp)
 
-    try:
-        from .data.cli import add_subcommand
-    except ImportError:
-        pass
-    else:
-        add_subcommand(sub)
+    add_data_subcommand(sub)
     return parser
 
 
@@ -108,10 +113,6 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args) -> int:
-    import sgmcmc
-
-    from .tasks import all_tasks, suites
-
     print("samplers:")
     for name in sgmcmc.available():
         cls = sgmcmc.get(name)
@@ -132,10 +133,6 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    import sgmcmc
-
-    from . import report, runner
-
     parser = args._parser
     samplers = None
     if args.samplers is not None:
@@ -149,17 +146,18 @@ def cmd_run(args) -> int:
             except sgmcmc.UnknownSamplerError as exc:
                 parser.error(f"--samplers: {exc}")
     try:
-        runner.resolve_device(args.device)
+        executors.resolve_device(args.device)
     except ValueError as exc:
         parser.error(str(exc))
     if args.scheduler and args.executor != "dask":
         parser.error("--scheduler needs --executor dask")
     if args.executor == "dask":
-        from .distributed import DaskError, require_dask
+        # only for --executor dask: the module imports dask.distributed, an optional dependency
+        from .executors.dask import require_dask
 
         try:
             require_dask()
-        except DaskError as exc:
+        except executors.DaskError as exc:
             parser.error(str(exc))
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         parser.error(f"--data-dir {args.data_dir}: no such directory (see `python -m benchmarks data` for where "
@@ -169,7 +167,7 @@ def cmd_run(args) -> int:
     if twice:
         parser.error(f"--hyper {', '.join(twice)} given more than once; give each key once (a second value "
                      f"would silently win)")
-    folder = runner.records_dir(args.results_dir).resolve()
+    folder = records_dir(args.results_dir).resolve()
     existing = next(q for q in (folder, *folder.parents) if q.exists())  # created only when a run ends
     if not existing.is_dir():
         parser.error(f"--results-dir {args.results_dir}: cannot hold the records folder ({existing} is not a directory)")
@@ -180,28 +178,24 @@ def cmd_run(args) -> int:
                      f"({exc.strerror or exc})")
     try:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks is not None else None
-        specs = runner.build_grid(args.suite, args.profile, samplers, args.seeds, sweep=not args.no_sweep,
-                                  overrides=overrides, tasks=tasks)
+        specs = grid.build_grid(args.suite, args.profile, samplers, args.seeds, sweep=not args.no_sweep,
+                                overrides=overrides, tasks=tasks)
     except ValueError as exc:
         parser.error(str(exc))
     if not specs:
         print(f"suite {args.suite!r} has no runs in profile {args.profile!r}")
         return 0
-    opts = runner.RunOptions(results_dir=args.results_dir, device=args.device, data_dir=args.data_dir,
-                             offline=args.offline, show_progress=True)
+    opts = executors.RunOptions(results_dir=args.results_dir, device=args.device, data_dir=args.data_dir,
+                                offline=args.offline, show_progress=True)
     print(f"{args.suite} ({args.profile}): {len(specs)} runs, results in {args.results_dir}/records"
           + (f", {args.jobs} jobs" if args.jobs > 1 else ""), flush=True)
     try:
-        summary = runner.execute(specs, opts, jobs=args.jobs, force=args.force, executor=args.executor,
-                                 scheduler=args.scheduler, log=lambda m: print(m, file=sys.stderr))
-    except runner.TaskNotReady as exc:
+        summary = executors.execute(specs, opts, jobs=args.jobs, force=args.force, executor=args.executor,
+                                    scheduler=args.scheduler, log=lambda m: print(m, file=sys.stderr))
+    except executors.TaskNotReady as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except RuntimeError as exc:  # the dask executor could not start (scheduler unreachable, ...)
-        from .distributed import DaskError
-
-        if not isinstance(exc, DaskError):
-            raise
+    except executors.DaskError as exc:  # the dask executor could not start (scheduler unreachable, ...)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(summary.line())
@@ -213,17 +207,20 @@ def cmd_run(args) -> int:
                  if args.executor == "dask" else ""), file=sys.stderr)
         return 130
     if not args.no_report:
-        path = report.build(args.results_dir, profile=args.profile, log=lambda m: print(m, file=sys.stderr))
+        path = _report(args.results_dir, profile=args.profile)
         if path:
             print(f"leaderboard: {path}")
     return summary.exit_status
 
 
-def cmd_report(args) -> int:
-    from . import report
+def _report(results_dir: str, profile: str | None, plots: bool = True) -> Path | None:
+    """The leaderboard of ``results_dir``, each task's columns taken from the tasks."""
+    return report.build(results_dir, profile=profile, plots=plots, log=lambda m: print(m, file=sys.stderr),
+                        columns=columns.of_tasks(all_tasks().values()))
 
-    path = report.build(args.results_dir, profile=args.profile, plots=not args.no_plots,
-                        log=lambda m: print(m, file=sys.stderr))
+
+def cmd_report(args) -> int:
+    path = _report(args.results_dir, profile=args.profile, plots=not args.no_plots)
     if path is None:
         return 1
     print(f"leaderboard: {path}")
@@ -231,8 +228,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from . import compare
-
     try:
         result = compare.compare(args.a, args.b, rtol=args.rtol)  # corrupt records: in the report
     except (ValueError, FileNotFoundError) as exc:

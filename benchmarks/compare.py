@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import runner
+from .records import load_records, records_dir
 
 def is_timing(name: str) -> bool:
     """Is this metric a wall-clock figure (left out of the comparison)? The suite names them so:
@@ -79,8 +79,8 @@ def compare(a_dir: str | Path, b_dir: str | Path, rtol: float = 0.0,
     if not (rtol >= 0.0 and math.isfinite(rtol)):
         raise ValueError(f"rtol={rtol!r} is out of range; valid: a finite number >= 0")
     for d in (a_dir, b_dir):
-        if not runner.records_dir(d).is_dir():
-            raise FileNotFoundError(f"{d}: no records folder ({runner.records_dir(d)} does not exist)")
+        if not records_dir(d).is_dir():
+            raise FileNotFoundError(f"{d}: no records folder ({records_dir(d)} does not exist)")
     bad_a: list[str] = []
     bad_b: list[str] = []
 
@@ -91,8 +91,8 @@ def compare(a_dir: str | Path, b_dir: str | Path, rtol: float = 0.0,
                 warn(message)
         return note
 
-    recs_a = {r["key"]: r for r in runner.load_records(a_dir, warn=noting(bad_a))}
-    recs_b = {r["key"]: r for r in runner.load_records(b_dir, warn=noting(bad_b))}
+    recs_a = {r["key"]: r for r in load_records(a_dir, warn=noting(bad_a))}
+    recs_b = {r["key"]: r for r in load_records(b_dir, warn=noting(bad_b))}
     out = Comparison(provenance_a=_provenance(list(recs_a.values())), provenance_b=_provenance(list(recs_b.values())),
                      unreadable_a=bad_a, unreadable_b=bad_b)
     out.only_a = [recs_a[k]["config"] for k in sorted(set(recs_a) - set(recs_b))]

@@ -4,6 +4,11 @@ Built from the run records alone (``<results>/records/*.json``), so ``python -m 
 rebuilds everything without rerunning. One table per task (rows: sampler and labelled variant;
 columns: the task's metrics as mean +- sd over seeds, gradient evaluations, wall time; the best
 value of each column in bold), then a summary table (sampler x task headline metric, with rank).
+
+Imports no task, grid or executor (``tests/test_architecture.py`` checks it): what each task's
+columns are comes in as ``columns``, a ``{task name: TaskColumns}`` mapping the caller builds
+(``python -m benchmarks report``: :func:`benchmarks.columns.of_tasks` over the tasks). A task
+without an entry gets a column per numeric metric of its records, by key.
 """
 
 from __future__ import annotations
@@ -11,50 +16,21 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from .runner import load_records
-from .tasks import all_tasks
-from .tasks.base import Metric
+from .columns import Metric, TaskColumns
+from .figures import plot_all
+from .frame import records_frame, row_label, row_order
+from .records import atomic_write, load_records
 
 ROW_KEYS = ["task", "sampler", "variant", "hyper_label", "temperature"]
 
 
-def _hyper_label(hyper: dict) -> str:
-    parts = []
-    for k in sorted(hyper):
-        if k == "temperature":
-            continue
-        v = hyper[k]
-        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
-    return ", ".join(parts)
-
-
-def records_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per record: configuration columns, status, wall time, gradient evaluations, metrics."""
-    rows = []
-    for rec in records:
-        cfg = rec["config"]
-        hyper = cfg.get("hyper", {})
-        row = {
-            "task": cfg["task"], "sampler": cfg["sampler"], "variant": cfg.get("variant", "tuned"),
-            "seed": cfg["seed"], "profile": cfg["profile"], "hyper_label": _hyper_label(hyper),
-            "lr": hyper.get("lr", np.nan), "temperature": float(hyper.get("temperature", 1.0)),
-            "status": rec["status"], "wall_time_s": rec.get("wall_time_s", np.nan),
-            "grad_evals": rec.get("grad_evals", np.nan), "key": rec["key"],
-        }
-        for k, v in rec["metrics"].items():
-            if v is None or isinstance(v, (int, float)):
-                row[k] = np.nan if v is None else float(v)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _metrics_of(task: str, frame: pd.DataFrame) -> list[Metric]:
-    known = all_tasks().get(task)
+def _metrics_of(task: str, frame: pd.DataFrame, columns: Mapping[str, TaskColumns]) -> list[Metric]:
+    known = columns.get(task)
     if known is not None:
         return list(known.metrics)
     skip = {"seed", "lr", "temperature", "wall_time_s", "grad_evals"}
@@ -71,20 +47,13 @@ def _fmt(mean: float, sd: float, fmt: str) -> str:
     return s
 
 
-def _row_order(sampler: str, variant: str) -> tuple:
-    """Built-in samplers in their usual order, then others by name; the tuned row before variants."""
-    from .runner import DEFAULT_SAMPLERS
-
-    rank = DEFAULT_SAMPLERS.index(sampler) if sampler in DEFAULT_SAMPLERS else len(DEFAULT_SAMPLERS)
-    return (variant != "tuned", rank, sampler, variant)
-
-
-def task_table(frame: pd.DataFrame, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def task_table(frame: pd.DataFrame, task: str,
+               columns: Mapping[str, TaskColumns] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(display table as strings, numeric long table) for one task, sweep rows excluded."""
     df = frame[(frame.task == task) & (frame.variant != "sweep")]
-    metrics = _metrics_of(task, df)
+    metrics = _metrics_of(task, df, columns or {})
     display_rows, long_rows = [], []
-    groups = sorted(df.groupby(ROW_KEYS[1:], sort=False, dropna=False), key=lambda kv: _row_order(*kv[0][:2]))
+    groups = sorted(df.groupby(ROW_KEYS[1:], sort=False, dropna=False), key=lambda kv: row_order(*kv[0][:2]))
     stats = {}
     for key, g in groups:
         ok = g[g.status == "ok"]
@@ -119,28 +88,8 @@ def task_table(frame: pd.DataFrame, task: str) -> tuple[pd.DataFrame, pd.DataFra
     return pd.DataFrame(display_rows), pd.DataFrame(long_rows)
 
 
-def _custom_label(sampler: str, hyper_label: str, frame: pd.DataFrame) -> str:
-    """``sampler [custom]``, or, when the sampler was run with several ``--hyper`` overrides,
-    ``sampler [custom: k=v, ...]`` with the keys in which they differ, so that distinct
-    configurations are ranked apart rather than averaged into one row."""
-    labels = sorted(set(frame.hyper_label[(frame.sampler == sampler) & (frame.variant == "custom")]))
-    if len(labels) < 2:
-        return f"{sampler} [custom]"
-    parsed = [dict(part.partition("=")[::2] for part in label.split(", ") if part) for label in labels]
-    mine = parsed[labels.index(hyper_label)]
-    keys = sorted({k for d in parsed for k in d if any(e.get(k) != d.get(k) for e in parsed)})
-    return f"{sampler} [custom: " + ", ".join(f"{k}={mine.get(k, '-')}" for k in keys) + "]"
-
-
-def row_label(sampler: str, variant: str, hyper_label: str, frame: pd.DataFrame) -> str:
-    """How a row is named in the summary and the figures: the sampler (its tuned row), ``sampler
-    [custom...]`` (see :func:`_custom_label`) or ``sampler [variant]``."""
-    if variant == "tuned":
-        return sampler
-    return _custom_label(sampler, hyper_label, frame) if variant == "custom" else f"{sampler} [{variant}]"
-
-
-def summary_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def summary_table(frame: pd.DataFrame,
+                  columns: Mapping[str, TaskColumns] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sampler x task headline metric (tuned rows, mean over seeds) with the rank on each task.
     Rows run with ``--hyper`` overrides (variant ``custom``) are ranked beside them as
     ``sampler [custom]`` (each distinct override apart, see :func:`_custom_label`); labelled
@@ -150,16 +99,17 @@ def summary_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     there, below every row whose seeds all finished: its cell says ``diverged`` (no seed ok) or
     gives the mean of the ok seeds with ``[k/n ok]``. A row that never ran a task shows ``-``
     there and is not ranked on it; ``tasks`` counts the tasks a row is ranked on, and the table is
-    sorted by it (most first), then by the mean rank over those tasks."""
+    sorted by it (most first), then by the mean rank over those tasks. Tasks in the order of
+    ``columns``, then any other by name."""
     df = frame[frame.variant.isin(["tuned", "custom"])].copy()
     df["sampler"] = [row_label(s, v, h, df) for s, v, h in zip(df.sampler, df.variant, df.hyper_label)]
-    known = all_tasks()
+    known = columns or {}
     tasks = [t for t in known if t in set(df.task)] + sorted(set(df.task) - set(known))
     cells, numeric = {}, []
     for task in tasks:
         sub = df[df.task == task]
         ok = sub[sub.status == "ok"]
-        metrics = _metrics_of(task, ok if len(ok) else sub)
+        metrics = _metrics_of(task, ok if len(ok) else sub, known)
         keys = known[task].summary_keys if task in known and known[task].summary_keys else (metrics[0].key,)
         runs = sub.groupby("sampler").status.agg(["size", lambda st: int((st == "ok").sum())])
         runs.columns = ["n", "n_ok"]
@@ -189,21 +139,25 @@ def summary_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                                 "rank": rank, "note": note})
     num = pd.DataFrame(numeric, columns=["sampler", "task", "metric", "value", "rank", "note"])
     table = pd.DataFrame.from_dict(cells, orient="index")
-    columns = list(table.columns)
+    cell_columns = list(table.columns)
     table = table.fillna("-")
     if len(num):
         ranked = num.groupby("sampler").task.nunique().reindex(table.index).fillna(0).astype(int)
         table["tasks"] = [f"{k}/{len(tasks)}" for k in ranked]
         table["mean rank"] = num.groupby("sampler")["rank"].mean().round(2).reindex(table.index)
         table = table.assign(_k=ranked).sort_values(["_k", "mean rank"], ascending=[False, True]).drop(columns="_k")
-        table = table[columns + ["tasks", "mean rank"]]
+        table = table[cell_columns + ["tasks", "mean rank"]]
     table.index.name = "sampler"
     return table.reset_index(), num
 
 
 def build(results_dir: str | os.PathLike = "results", profile: str | None = None, plots: bool = True,
-          log: Callable[[str], None] = print) -> Path | None:
-    """Write leaderboard.md, leaderboard.csv, summary.csv and the figures; returns the markdown path."""
+          log: Callable[[str], None] = print, columns: Mapping[str, TaskColumns] | None = None) -> Path | None:
+    """Write leaderboard.md, leaderboard.csv, summary.csv and the figures; returns the markdown path.
+
+    ``columns``: each task's columns, in the order of the leaderboard's sections (tasks without an
+    entry follow by name, with a column per numeric metric)."""
+    columns = dict(columns or {})
     results_dir = Path(results_dir)
     corrupt: list[str] = []
     records = load_records(results_dir, warn=lambda m: (corrupt.append(m), log(m)))
@@ -224,7 +178,7 @@ def build(results_dir: str | os.PathLike = "results", profile: str | None = None
     if len(others):
         log(f"report of profile {profile!r}; left out: " + ", ".join(f"{n} {p} record(s)" for p, n in others.items())
             + " (`report --profile P` for those)")
-    tasks = all_tasks()
+    tasks = columns
     order = [t for t in tasks if t in set(frame.task)] + sorted(set(frame.task) - set(tasks))
     md = [f"# sgmcmc-bench leaderboard (profile `{profile}`)", "",
           "Built by `python -m benchmarks report` from the run records in `records/`. "
@@ -232,18 +186,18 @@ def build(results_dir: str | os.PathLike = "results", profile: str | None = None
           "T is the temperature (T = 1: the Bayesian posterior; T < 1: a tempered, cold posterior). "
           "In the summary a row ranks last on a task where any of its seeds diverged or failed, `-` marks "
           "a task it did not run, and `tasks` counts the tasks it is ranked on.", ""]
-    summary, summary_num = summary_table(frame)
+    summary, summary_num = summary_table(frame, columns)
     md += ["## Summary: headline metric per task (rank)", "", summary.to_markdown(index=False), ""]
     long_tables = []
     for task in order:
-        display, long = task_table(frame, task)
+        display, long = task_table(frame, task, columns)
         if display.empty:
             continue
         long_tables.append(long)
         desc = tasks[task].description if task in tasks else ""
         md += [f"## {task}", "", desc, "", display.to_markdown(index=False), ""]
     if plots:
-        figures = plot_all(frame, records, results_dir, log)
+        figures = plot_all(frame, records, results_dir, log, columns)
     else:  # the figures already there still belong to these tables: keep them listed
         old_md = results_dir / "leaderboard.md"
         listed = old_md.read_text().partition("## Figures")[2] if old_md.is_file() else ""
@@ -253,120 +207,7 @@ def build(results_dir: str | os.PathLike = "results", profile: str | None = None
     if figures:
         md += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
     path = results_dir / "leaderboard.md"
-    from .runner import atomic_write_text
-
-    atomic_write_text(path, "\n".join(md))
-    atomic_write_text(results_dir / "leaderboard.csv", pd.concat(long_tables).to_csv(index=False) if long_tables else "")
-    atomic_write_text(results_dir / "summary.csv", summary_num.to_csv(index=False))
-    return path
-
-
-# --------------------------------------------------------------------------- figures
-def plot_all(frame: pd.DataFrame, records: list[dict], results_dir: Path, log: Callable[[str], None]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    out = []
-    for task in frame.task.unique():
-        sub = frame[(frame.task == task) & (frame.variant.isin(["tuned", "sweep"])) & (frame.seed == 0)]
-        if (sub.variant == "sweep").any():
-            out.append(plot_sweep(sub, task, results_dir))
-    try:
-        from .tasks.mnist import plot_figures
-    except ImportError:
-        return out
-    out += plot_figures(frame, records, results_dir)
-    return out
-
-
-_MARKERS = ("o", "s", "^", "D", "v", "P", "*", "h")
-
-
-def sampler_style(label: str) -> dict:
-    """The same colour for a sampler in every figure (the built-ins in their table order, then others
-    by name), with a dashed line for its labelled variants (``sgld [cold T=0.01]``)."""
-    from .runner import DEFAULT_SAMPLERS
-
-    name, _, variant = label.partition(" [")
-    rank = DEFAULT_SAMPLERS.index(name) if name in DEFAULT_SAMPLERS else len(DEFAULT_SAMPLERS) + sum(map(ord, name)) % 5
-    return {"color": f"C{rank % 10}", "marker": _MARKERS[rank % len(_MARKERS)], "ls": "--" if variant else "-"}
-
-
-_VARIANT_LINES = ["--", ":", "-.", (0, (5, 1, 1, 1, 1, 1))]
-
-
-def figure_styles(labels: list[str]) -> dict[str, dict]:
-    """:func:`sampler_style` for every row label of one figure, with the variants of one sampler
-    (``sgld [custom: explore=0]``, ``sgld [custom: explore=0.5]``) on different dashed lines, in
-    the order they come, so that no two rows of a figure look alike."""
-    seen: dict[str, int] = {}
-    out = {}
-    for label in labels:
-        style = sampler_style(label)
-        name, _, variant = label.partition(" [")
-        if variant:
-            style["ls"] = _VARIANT_LINES[seen.get(name, 0) % len(_VARIANT_LINES)]
-            seen[name] = seen.get(name, 0) + 1
-        out[label] = style
-    return out
-
-
-#: panel titles of the sweep figure where a metric's table label is too terse
-SWEEP_TITLES = {"kl": "KL(fit || true)", "var_error": "marginal variance error",
-                "ess_per_1k_grads": "min bulk ESS per 1k gradients"}
-
-
-def plot_sweep(sub: pd.DataFrame, task: str, results_dir: Path) -> Path:
-    """The task's three ``sweep_keys`` (e.g. KL, variance error, ESS per 1k gradients) against lr,
-    one line per sampler; runs that diverged (x) or failed (+) at that lr are marked on the top edge
-    of each panel, not as values."""
-    import matplotlib.pyplot as plt
-
-    from .tasks import get_task
-
-    spec = get_task(task)
-    keys = spec.sweep_keys
-    columns = {m.key: m for m in spec.metrics}
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4))
-    for sampler, g in sub.groupby("sampler", sort=False):
-        g = g.sort_values("lr")
-        ok = g[g.status == "ok"]
-        style = sampler_style(sampler)
-        for ax, key in zip(axes, keys):
-            if key in ok:
-                ax.plot(ok.lr, ok[key], marker=style["marker"], color=style["color"], ls=style["ls"], alpha=0.85,
-                        ms=5, label=sampler)
-            for status, mark in (("diverged", "x"), ("failed", "+")):
-                bad = g[g.status == status]
-                if len(bad):
-                    ax.plot(bad.lr, [0.97] * len(bad), mark, color=style["color"], ms=9, mew=2,
-                            transform=ax.get_xaxis_transform(), clip_on=False)
-    for ax, key in zip(axes, keys):
-        m = columns.get(key)
-        better = {"min": "  (lower is better)", "max": "  (higher is better)"}.get(m.better if m else "", "")
-        ax.set_xscale("log")
-        values = sub.loc[sub.status == "ok", key] if key in sub else pd.Series(dtype=float)
-        if (values <= 0).any():  # counts that can be 0 (mode switches): linear near 0, log above 1
-            ax.set_yscale("symlog", linthresh=1.0)
-            ax.set_ylim(bottom=0)
-        else:
-            ax.set_yscale("log")
-        ax.set_xlabel("lr (step on L = U / N)")
-        ax.set_title(SWEEP_TITLES.get(key, m.label if m else key) + better, fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=8)
-    fig.suptitle(f"{task}: step-size sweep (top edge: x = diverged, + = failed at that lr)")
-    fig.tight_layout(rect=(0, 0, 0.9, 1))
-    return save_figure(fig, results_dir / f"sweep_{task}.png")
-
-
-def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as the suite's figures are written (PNG, 90 dpi, the folder made if missing), close it."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    atomic_write(path, "\n".join(md))
+    atomic_write(results_dir / "leaderboard.csv", pd.concat(long_tables).to_csv(index=False) if long_tables else "")
+    atomic_write(results_dir / "summary.csv", summary_num.to_csv(index=False))
     return path

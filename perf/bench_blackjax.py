@@ -21,7 +21,7 @@ What is compared, in one process and one run:
   the steps (burn-in scan, then an outer scan over the kept draws of an inner scan of ``thin`` steps),
   the whole run one ``jax.jit``; compiled by a first call, timed on later calls, clock stopped at
   ``block_until_ready``;
-* the project: ``GaussianTask.run`` (the path ``benchmarks.runner.run_one`` takes, minus writing the
+* the project: ``GaussianTask.run`` (the path ``benchmarks.executors.run_one`` takes, minus writing the
   record), the runner's seeding, through ``sgmcmc.get(name)`` and ``Sampler.step``; its own
   ``sampling_time_s`` (the sampling loop only);
 * the metrics: both traces go through the task's ``evaluate`` (so min bulk ESS = ``metrics.ess_geyer``
@@ -97,7 +97,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import sgmcmc  # noqa: E402
-from benchmarks.runner import seed_everything  # noqa: E402
+from benchmarks.executors import seed_everything  # noqa: E402
 from benchmarks.tasks import gaussian as gaussian_module  # noqa: E402
 from benchmarks.tasks.base import RunContext, Stopwatch  # noqa: E402
 from benchmarks.tasks.gaussian import IsotropicGaussian  # noqa: E402
@@ -150,7 +150,7 @@ def project_case(task: Iso64, name, hyper: dict):
     sampler_cls = sgmcmc.get(name) if isinstance(name, str) else name
 
     def run(seed):
-        seed_everything(seed)  # as benchmarks.runner.run_one
+        seed_everything(seed)  # as benchmarks.executors.run_one
         res = task.run(sampler_cls, dict(hyper), RunContext(seed=seed, profile="default"))
         return res.sampling_time_s, CPUStopwatch.last.cpu_total, res.metrics
 

@@ -53,8 +53,7 @@ def _finite_check_v0(grads) -> bool:
 def make_step(name: str):
     """A zero-argument callable doing one update of ``name``.
 
-    ``name``: a sampler (as constructed by default); '<sampler>_overlap' (``overlap_noise=True``);
-    'torch_sgd'; 'normal_' (one call on the flat buffer: the issue's reference); 'noise_blocks' (the
+    ``name``: a sampler (as constructed by default); 'torch_sgd'; 'normal_' (one call on the flat buffer: the issue's reference); 'noise_blocks' (the
     samplers' own draw alone: ``Sampler._noise``, blocks from parallel streams); 'sgld_no_check' (sgld
     with check_finite=False);
     'finite_check' (the sampler's NaN/Inf check alone) or 'finite_check_v0' (the check as first written).
@@ -69,8 +68,6 @@ def make_step(name: str):
         return lambda: opt._noise(params)
     if name == "torch_sgd":
         return torch.optim.SGD(params, lr=0.1, foreach=True).step
-    if name.endswith("_overlap"):  # the sampler with its noise drawn beside the update (overlap_noise=True)
-        return _sampler_step(sgmcmc, name[: -len("_overlap")], params, overlap_noise=True)
     if name == "sgld_no_check":
         opt = sgmcmc.SGLD(params, 0.1, num_data=NUM_DATA, check_finite=False)
         opt.step()
@@ -95,8 +92,7 @@ def _sampler_step(mod, name: str, params: list[torch.Tensor], **extra):
     return opt.step
 
 
-OVERLAP = [f"{n}_overlap" for n in SAMPLERS if n != "sgd"]
-CASES = ["normal_", "noise_blocks", "torch_sgd", *SAMPLERS, *OVERLAP, "sgld_no_check", "finite_check", "finite_check_v0"]
+CASES = ["normal_", "noise_blocks", "torch_sgd", *SAMPLERS, "sgld_no_check", "finite_check", "finite_check_v0"]
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -1,12 +1,11 @@
-"""One MLP training step (forward, backward, prior gradient, ``step()``) per sampler, noise drawn in
-line against ``overlap_noise=True``: does the overlap that makes an isolated ``step()`` cheaper
-pay inside a training loop?
+"""One MLP training step (forward, backward, prior gradient, ``step()``) per sampler: what a step
+costs inside a training loop, where the noise draw competes with the forward and backward.
 
     python perf/bench_train_step.py [--rounds 3] [--steps 400]
 
-Each (sampler, setting) runs in its own process (so one setting's worker thread cannot disturb
-another), ``rounds`` times in rotation, on 784-400-400-10 with random inputs at batch 100 and
-torch's default thread count; it prints ms per step for every round. Not part of the test run.
+Each sampler runs in its own process, ``rounds`` times in rotation, on 784-400-400-10 with random
+inputs at batch 100 and torch's default thread count; it prints ms per step for every round. Not
+part of the test run.
 """
 
 from __future__ import annotations
@@ -17,12 +16,11 @@ import subprocess
 import sys
 import time
 
-CASES = [("sgd", False), ("sgld", False), ("sgld", True), ("psgld", False), ("psgld", True),
-         ("sghmc", False), ("sghmc", True), ("underdamped", False), ("underdamped", True)]
+CASES = ["sgd", "sgld", "psgld", "sghmc", "underdamped"]
 LR = {"sgd": 0.05, "sgld": 0.05, "psgld": 1e-4, "sghmc": 0.005, "underdamped": 0.005}
 
 
-def one(name: str, overlap: bool, steps: int) -> float:
+def one(name: str, steps: int) -> float:
     import torch
     import torch.nn.functional as F
 
@@ -33,7 +31,7 @@ def one(name: str, overlap: bool, steps: int) -> float:
     x, y = torch.rand(50_000, 784), torch.randint(0, 10, (50_000,))
     model = build_model("mlp")
     params = list(model.parameters())
-    opt = sgmcmc.get(name)(params, LR[name], num_data=50_000, overlap_noise=overlap)
+    opt = sgmcmc.get(name)(params, LR[name], num_data=50_000)
 
     def loop(n: int) -> None:
         for i in range(n):
@@ -55,22 +53,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--one", nargs=2, metavar=("SAMPLER", "OVERLAP"), help=argparse.SUPPRESS)
+    ap.add_argument("--one", metavar="SAMPLER", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(f"{one(args.one[0], args.one[1] == '1', args.steps):.3f}")
+        print(f"{one(args.one, args.steps):.3f}")
         return
-    times: dict[tuple, list[float]] = {c: [] for c in CASES}
+    times: dict[str, list[float]] = {c: [] for c in CASES}
     for _ in range(args.rounds):
-        for name, overlap in CASES:
-            out = subprocess.run([sys.executable, __file__, "--one", name, str(int(overlap)), "--steps", str(args.steps)],
+        for name in CASES:
+            out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps)],
                                  check=True, capture_output=True, text=True).stdout
-            times[(name, overlap)].append(float(out))
-    print("| sampler | noise | ms per training step, each round |")
-    print("|---|---|---|")
-    for (name, overlap), ts in times.items():
-        label = "n/a" if name == "sgd" else ("overlapped" if overlap else "in line")
-        print(f"| {name} | {label} | {', '.join(f'{t:.2f}' for t in ts)} |")
+            times[name].append(float(out))
+    print("| sampler | ms per training step, each round |")
+    print("|---|---|")
+    for name, ts in times.items():
+        print(f"| {name} | {', '.join(f'{t:.2f}' for t in ts)} |")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 import torch
 
 import sgmcmc
-from benchmarks.runner import resolve_device, seed_everything
+from benchmarks.executors import resolve_device, seed_everything
 from benchmarks.tasks.base import RunContext
 from benchmarks.tasks.mnist import MNISTTask
 

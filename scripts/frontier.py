@@ -25,7 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import runner
+from benchmarks import grid
+from benchmarks.figures import sampler_style, save_figure
+from benchmarks.records import load_records, records_dir
 from benchmarks.tasks.mnist import CYCLICAL
 
 DEFAULT_DIRS = ("results,results/studies/temperature,results/studies/cyclical,results/studies/cyclical-4,"
@@ -88,7 +90,7 @@ def table(frame: pd.DataFrame) -> str:
 
 def published_cycles() -> float:
     """The cycle count of the published cyclical rows (benchmarks/configs), else the task's own."""
-    return float(runner.load_configs().get("mnist-mlp-cyclical", {}).get("cycles", CYCLICAL_CYCLES))
+    return float(grid.load_configs().get("mnist-mlp-cyclical", {}).get("cycles", CYCLICAL_CYCLES))
 
 
 def plot(frame: pd.DataFrame, path: Path) -> Path:
@@ -96,8 +98,6 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from benchmarks.report import sampler_style, save_figure
 
     fig, ax = plt.subplots(figsize=(11, 6))
     published = published_cycles()
@@ -141,10 +141,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     records = []
     for folder in [d for d in args.results_dirs.split(",") if d]:
-        if not runner.records_dir(folder).is_dir():
+        if not records_dir(folder).is_dir():
             print(f"{folder}: no records folder, skipped", file=sys.stderr)
             continue
-        records += runner.load_records(folder, warn=lambda m: print(m, file=sys.stderr))
+        records += load_records(folder, warn=lambda m: print(m, file=sys.stderr))
     frame = points(records)
     if frame.empty:
         print("no MNIST MLP records of the default profile found in " + args.results_dirs, file=sys.stderr)

@@ -14,7 +14,7 @@ import argparse
 
 import pandas as pd
 
-ORDER = ["sgd", "sgld", "psgld", "sghmc", "underdamped"]
+from benchmarks.lineup import display_rank
 
 
 def main(argv=None) -> int:
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
         ap.error(f"--task {args.task}: no MNIST rows for it in {args.csv}; valid: {', '.join(mnist) or '(none here)'}")
     wide = frame.pivot_table(index=["sampler", "variant", "hyperparameters", "temperature"], columns="metric",
                              values="mean").reset_index()
-    wide["order"] = [(v != "tuned", ORDER.index(s) if s in ORDER else len(ORDER), s)
+    wide["order"] = [(v != "tuned", display_rank(s), s)
                      for s, v in zip(wide.sampler, wide.variant)]
     wide = wide.sort_values("order")
     # the margin is over the SGD row of the same variant (a `--hyper` run's SGD ran under the same

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import runner
+from benchmarks import executors, grid, lineup, records
+from benchmarks.figures import sampler_style, save_figure
 
 TASK = "mnist-mlp"
 #: (metric key, axis label, table format)
@@ -39,7 +40,8 @@ METRICS = [
 ]
 
 
-DEFAULT_SAMPLERS = "sgld,psgld,sghmc,underdamped"
+#: every built-in but the baseline, sgd (the reference line): benchmarks/configs/samplers.toml
+DEFAULT_SAMPLERS = ",".join(lineup.tuned_samplers())
 DEFAULT_TEMPERATURES = "1,0.3,0.1,0.03,0.01,0"
 DEFAULT_FIGURE = "results/mnist-mlp_temperature.png"
 DEFAULT_RESULTS = "results/studies/temperature"  # the published study's records, drawn in DEFAULT_FIGURE
@@ -56,14 +58,14 @@ def _floats(text: str, name: str) -> list[float]:
 
 
 def build_specs(samplers: list[str], temperatures: list[float], seeds: int, profile: str = "default",
-                configs: dict | None = None) -> list[runner.RunSpec]:
+                configs: dict | None = None) -> list[records.RunSpec]:
     """SGD (the reference) and every (sampler, T, seed) at the sampler's tuned hyperparameters."""
-    cfg = (runner.load_configs() if configs is None else configs).get(TASK, {})
-    specs = [runner.RunSpec.make(TASK, "sgd", runner.hyper_for(cfg, "sgd"), s, profile, "tuned") for s in range(seeds)]
+    cfg = (grid.load_configs() if configs is None else configs).get(TASK, {})
+    specs = [records.RunSpec.make(TASK, "sgd", grid.hyper_for(cfg, "sgd"), s, profile, "tuned") for s in range(seeds)]
     for name in samplers:
-        base = runner.hyper_for(cfg, name)
+        base = grid.hyper_for(cfg, name)
         for t in temperatures:
-            specs += [runner.RunSpec.make(TASK, name, {**base, "temperature": t}, s, profile, f"T={t:g}")
+            specs += [records.RunSpec.make(TASK, name, {**base, "temperature": t}, s, profile, f"T={t:g}")
                       for s in range(seeds)]
     return specs
 
@@ -103,8 +105,6 @@ def plot(summary: pd.DataFrame, samplers: list[str], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from benchmarks.report import sampler_style, save_figure
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6))
     sgd = summary[summary.sampler == "sgd"]
@@ -146,19 +146,19 @@ def main(argv=None) -> int:
     if args.seeds < 1 or args.jobs < 1:
         ap.error(f"--seeds={args.seeds} --jobs={args.jobs}: both must be >= 1")
     samplers = [s for s in args.samplers.split(",") if s]
-    unknown = [s for s in samplers if s == "sgd" or s not in runner.DEFAULT_SAMPLERS]
+    unknown = [s for s in samplers if s not in lineup.tuned_samplers()]
     if unknown:
         ap.error(f"--samplers: {', '.join(unknown)} not studied; valid: "
-                 f"{', '.join(s for s in runner.DEFAULT_SAMPLERS if s != 'sgd')} (sgd is always the reference)")
+                 f"{', '.join(lineup.tuned_samplers())} (sgd is always the reference)")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         ap.error(f"--data-dir {args.data_dir}: no such directory")
     specs = build_specs(samplers, args.temperatures, args.seeds, args.profile)
     print(f"temperature study ({args.profile}): {len(specs)} runs, results in {args.results_dir}/records"
           + (f", {args.jobs} jobs" if args.jobs > 1 else ""), file=sys.stderr, flush=True)
-    opts = runner.RunOptions(results_dir=args.results_dir, show_progress=True, data_dir=args.data_dir)
-    summary_line = runner.execute(specs, opts, jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
+    opts = executors.RunOptions(results_dir=args.results_dir, show_progress=True, data_dir=args.data_dir)
+    summary_line = executors.execute(specs, opts, jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
     print(summary_line.line(), file=sys.stderr)
-    summary = summarize(runner.load_records(args.results_dir), {s.key for s in specs})
+    summary = summarize(records.load_records(args.results_dir), {s.key for s in specs})
     print(table(summary, samplers))
     if summary_line.interrupted:
         print("interrupted: every finished run has its record (run the same command again to resume); "

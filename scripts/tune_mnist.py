@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks import runner
+from benchmarks import executors, grid, records
+from benchmarks.tasks import get_task
+from benchmarks.tasks.mnist import MNISTTask
 
 #: (sampler, hyperparameters) candidates; the prior is part of the candidate
 CANDIDATES = [
@@ -64,7 +66,7 @@ CYCLICAL_CANDIDATES += [(s, {**h, "cycles": c}) for c in (5, 8, 10) for s, h in 
     ("sgd", {"lr": 0.3}), ("sgld", {"lr": 0.5}), ("psgld", {"lr": 0.001, "alpha": 0.99}),
     ("sghmc", {"lr": 0.1, "friction": 0.1}), ("underdamped", {"lr": 0.1, "friction": 0.1}))]
 #: candidates for the CNN (full profile only; ~13 min a run on 2 CPU cores, ~30 s on a GPU): a decade
-#: around DESIGN.md's baselines (run on a GPU, `--device cuda`), then one step up for the samplers
+#: around docs/contract.md's baselines (run on a GPU, `--device cuda`), then one step up for the samplers
 #: whose best was the largest (run on the CPU)
 CNN_CANDIDATES = [
     *[("sgd", {"lr": lr}) for lr in (0.03, 0.1, 0.3, 1.0)],
@@ -95,13 +97,11 @@ def main(argv=None) -> int:
     ap.add_argument("--results-dir", default="results/tuning")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
     args = ap.parse_args(argv)
-    from benchmarks.tasks import get_task
-    from benchmarks.tasks.mnist import MNISTTask
 
     if args.jobs < 1 or (args.threads is not None and args.threads < 1):
         ap.error(f"--jobs={args.jobs} --threads={args.threads}: each must be an integer >= 1")
     try:
-        runner.resolve_device(args.device)
+        executors.resolve_device(args.device)
         task = get_task(args.task)
     except ValueError as exc:
         ap.error(str(exc))
@@ -118,15 +118,15 @@ def main(argv=None) -> int:
     if only is not None and (not only or only - set(names)):
         ap.error(f"--only {args.only!r}: unknown or no sampler(s) {', '.join(sorted(only - set(names))) or '(none)'}; "
                  f"valid: {', '.join(names)}")
-    specs = [runner.RunSpec.make(args.task, s, {**h, "evaluate_on": "validation"}, 100, args.profile, "tuning")
+    specs = [records.RunSpec.make(args.task, s, {**h, "evaluate_on": "validation"}, 100, args.profile, "tuning")
              for s, h in candidates if only is None or s in only]
-    summary = runner.execute(specs, runner.RunOptions(results_dir=args.results_dir, show_progress=True,
+    summary = executors.execute(specs, executors.RunOptions(results_dir=args.results_dir, show_progress=True,
                                                       threads=args.threads, device=args.device),
                              jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
     print(summary.line())
     keys = {s.key for s in specs}
     rows = []
-    for rec in runner.load_records(args.results_dir):
+    for rec in records.load_records(args.results_dir):
         if rec["key"] not in keys:
             continue
         m, h = rec["metrics"], dict(rec["config"]["hyper"])
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     print("| sampler | hyper | val error % | NLL | ECE | notMNIST AUROC | wall s |\n|---|---|---|---|---|---|---|")
     print("\n".join(sorted(rows)))
     if args.then_test and not summary.interrupted:
-        return then_test(args, specs, rows_of=runner.load_records(args.results_dir))
+        return then_test(args, specs, rows_of=records.load_records(args.results_dir))
     return summary.exit_status
 
 
@@ -158,17 +158,17 @@ def then_test(args, specs: list, rows_of) -> int:
         tried.setdefault(sampler, []).append(h)
         if rec["status"] == "ok" and (sampler not in best or rec["metrics"]["nll"] < best[sampler][0]):
             best[sampler] = (rec["metrics"]["nll"], h)
-    task_wide = runner.task_wide_keys(runner.load_configs().get(args.task, {}))
+    task_wide = grid.task_wide_keys(grid.load_configs().get(args.task, {}))
     print("\nchosen (lowest validation NLL):")
     for sampler, (nll, h) in sorted(best.items()):
         lrs = sorted(c["lr"] for c in tried[sampler] if {k: v for k, v in c.items() if k != "lr"} ==
                      {k: v for k, v in h.items() if k != "lr"})
         edge = len(lrs) < 3 or h["lr"] in (lrs[0], lrs[-1])
         print(f"  {sampler}: {h}, validation NLL {nll:.4f}" + ("  (at the edge of its candidates: not bracketed)" if edge else ""))
-    seeds = runner.DEFAULT_SEEDS[args.profile]
-    test_specs = [runner.RunSpec.make(args.task, sampler, {**task_wide, **h}, seed, args.profile)
+    seeds = grid.DEFAULT_SEEDS[args.profile]
+    test_specs = [records.RunSpec.make(args.task, sampler, {**task_wide, **h}, seed, args.profile)
                   for sampler, (_nll, h) in sorted(best.items()) for seed in range(seeds)]
-    summary = runner.execute(test_specs, runner.RunOptions(results_dir=args.then_test, show_progress=True,
+    summary = executors.execute(test_specs, executors.RunOptions(results_dir=args.then_test, show_progress=True,
                                                            threads=args.threads, device=args.device),
                              jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
     print(summary.line())

@@ -40,8 +40,8 @@ class PSGLD(Sampler):
         return id(group), params[0].device, params[0].dtype
 
     def _buffers(self, group, params):
-        """Flat V and scratch buffers for this bucket, the positions of parameters without state, and
-        each parameter's position in the bucket (by ``id``).
+        """Flat V and scratch buffers for this bucket, their per-parameter views, and the positions
+        of parameters without state.
 
         ``state[p]["square_avg"]`` are views of the flat V, so sqrt, + eps and rsqrt run as single ops
         with no temporaries. Per-parameter state stays the source of truth: when it is not (or no
@@ -62,14 +62,13 @@ class PSGLD(Sampler):
             for old, view in zip(current, v_views):
                 if old is not None:
                     view.copy_(old)
-            index = {id(p): i for i, p in enumerate(params)}
-            cache = self._flat_cache[key] = (square_avg, scratch, v_views, s_views, fresh, index)
+            cache = self._flat_cache[key] = (square_avg, scratch, v_views, s_views, fresh)
         return cache
 
     def _stage(self, group, params, grads):
         """The new V into the scratch buffer: alpha V + (1 - alpha) g^2, or g^2 without state."""
         alpha = group["alpha"]
-        square_avg, new, v_views, n_views, fresh, _index = self._buffers(group, params)
+        square_avg, new, v_views, n_views, fresh = self._buffers(group, params)
         if not fresh:
             torch.mul(square_avg, alpha, out=new)
             torch._foreach_addcmul_(n_views, grads, grads, value=1.0 - alpha)
@@ -95,29 +94,21 @@ class PSGLD(Sampler):
         key = self._cache_key(group, params)
         return bool(torch.isfinite(self._flat_cache[key][1]).all())
 
-    def _noise_std(self, group):
-        return self.noise_scale(group)  # sqrt(2 h T / N); sqrt(G) multiplies it in the last pass
-
     def _update(self, group, params, grads):
         eps, lr = group["eps"], group["lr"]
         if not self._take_staged(params):
             self._stage(group, params, grads)
         key = self._cache_key(group, params)
-        old, new, old_views, new_views, _fresh, index = self._flat_cache[key]
+        old, new, old_views, new_views, _fresh = self._flat_cache[key]
         # commit: the scratch buffer holds the new V; the old one becomes the scratch
-        self._flat_cache[key] = (new, old, new_views, old_views, [], index)
+        self._flat_cache[key] = (new, old, new_views, old_views, [])
         for p, view in zip(params, new_views):
             self.state[p]["square_avg"] = view
         denom, d_views = old, old_views
         torch.sqrt(new, out=denom)
         denom.add_(eps)  # 1 / G = eps + sqrt(V)
         torch._foreach_addcdiv_(params, grads, d_views, value=-lr)  # theta -= h G g
-        if self.noise_scale(group) > 0.0:
-            denom.rsqrt_()  # sqrt(G), for the noise phase
-
-    def _update_noise(self, group, params, grads, noise):
-        key = self._cache_key(group, params)
-        _v, _s, _v_views, sqrt_g, _fresh, index = self._flat_cache[key]  # sqrt(G) since _update, bucket order
-        if len(params) != len(sqrt_g):  # a segment of the bucket (an overlapped step)
-            sqrt_g = [sqrt_g[index[id(p)]] for p in params]
-        torch._foreach_addcmul_(params, noise, sqrt_g)  # + sqrt(2 h T / N) sqrt(G) xi
+        std = self.noise_scale(group)  # sqrt(2 h T / N); sqrt(G) multiplies it below
+        if std > 0.0:
+            denom.rsqrt_()  # sqrt(G)
+            torch._foreach_addcmul_(params, self._noise(params, std), d_views)  # + sqrt(2 h T / N) sqrt(G) xi

@@ -26,18 +26,12 @@ class SGHMC(Sampler):
     def _scale(group) -> float:
         return math.sqrt(2.0 * group["friction"] * group["lr"] * group["temperature"] / group["num_data"])
 
-    def _noise_std(self, group):
-        return self._scale(group)
-
     def _update(self, group, params, grads):
         friction, lr = group["friction"], group["lr"]
         velocity = self._state_list(params, "velocity", torch.zeros_like)
         torch._foreach_mul_(velocity, 1.0 - friction)
         torch._foreach_add_(velocity, grads, alpha=-lr)  # (1 - friction) v - h g
-        if self._scale(group) == 0.0:
-            torch._foreach_add_(params, velocity)
-
-    def _update_noise(self, group, params, grads, noise):
-        velocity = [self.state[p]["velocity"] for p in params]
-        torch._foreach_add_(velocity, noise)  # + sqrt(2 friction h T / N) xi
+        std = self._scale(group)
+        if std > 0.0:
+            torch._foreach_add_(velocity, self._noise(params, std))  # + sqrt(2 friction h T / N) xi
         torch._foreach_add_(params, velocity)

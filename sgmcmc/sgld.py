@@ -10,13 +10,8 @@ from .registry import register
 class SGLD(Sampler):
     """Stochastic gradient Langevin dynamics, targeting exp(-U / T). At T = 0 it is SGD.
 
-    A step is the drift ``theta -= h g`` and then the noise ``theta += sqrt(2 h T / N) xi``; the
-    noise is declared (:meth:`_noise_std`), so on a CPU with threads to spare it is drawn while the
-    gradients are checked and the drift applied, and the step costs about the draw alone.
+    A step is the drift ``theta -= h g`` and then the noise ``theta += sqrt(2 h T / N) xi``.
     """
-
-    def _noise_std(self, group):
-        return self.noise_scale(group)
 
     # one tensor (a batch of chains): the plain op, same arithmetic, without foreach's list overhead
     def _update(self, group, params, grads):
@@ -24,9 +19,10 @@ class SGLD(Sampler):
             params[0].add_(grads[0], alpha=-group["lr"])
         else:
             torch._foreach_add_(params, grads, alpha=-group["lr"])  # - h g
-
-    def _update_noise(self, group, params, grads, noise):
-        if len(params) == 1:
-            params[0].add_(noise[0])
-        else:
-            torch._foreach_add_(params, noise)  # + sqrt(2 h T / N) xi
+        std = self.noise_scale(group)
+        if std > 0.0:
+            noise = self._noise(params, std)
+            if len(params) == 1:
+                params[0].add_(noise[0])
+            else:
+                torch._foreach_add_(params, noise)  # + sqrt(2 h T / N) xi

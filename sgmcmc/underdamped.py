@@ -42,9 +42,6 @@ class UnderdampedLangevin(Sampler):
             -math.expm1(-friction)
         )
 
-    def _noise_std(self, group):
-        return self._scale(group)
-
     def _update(self, group, params, grads):
         lr = group["lr"]
         velocity = self._state_list(params, "velocity", torch.zeros_like)
@@ -61,13 +58,13 @@ class UnderdampedLangevin(Sampler):
         #   O: u' = c u + s xi = lerp(u, y, 1 - c);  A + A: theta += u / 2 + u' / 2
         #                                                   = (1 + c) / 2 u + (1 - c) / 2 y
         torch._foreach_add_(params, velocity, alpha=0.5 * (1.0 + c))
-        if self._scale(group) == 0.0:
-            torch._foreach_mul_(velocity, c)  # A + O + A without noise
         for p in params:
             self.state[p]["pending_half_kick"] = 0.5 * lr
-
-    def _update_noise(self, group, params, grads, y):
-        one_minus_c = -math.expm1(-group["friction"])
-        velocity = [self.state[p]["velocity"] for p in params]
-        torch._foreach_lerp_(velocity, y, one_minus_c)  # O
-        torch._foreach_add_(params, y, alpha=0.5 * one_minus_c)  # the rest of A + A
+        std = self._scale(group)
+        if std == 0.0:
+            torch._foreach_mul_(velocity, c)  # A + O + A without noise
+        else:
+            y = self._noise(params, std)
+            one_minus_c = -math.expm1(-group["friction"])
+            torch._foreach_lerp_(velocity, y, one_minus_c)  # O
+            torch._foreach_add_(params, y, alpha=0.5 * one_minus_c)  # the rest of A + A

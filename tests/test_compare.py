@@ -7,22 +7,22 @@ import math
 
 import pytest
 
-from benchmarks import compare, runner
+from benchmarks import compare, records
 from benchmarks.__main__ import main
 
 
 def _record(task="gauss-iso-100", sampler="sgld", hyper=None, seed=0, status="ok", **metrics):
-    spec = runner.RunSpec.make(task, sampler, hyper or {"lr": 0.1}, seed, "default")
+    spec = records.RunSpec.make(task, sampler, hyper or {"lr": 0.1}, seed, "default")
     base = {"kl": 0.01, "w2": 0.2, "ess_min": 812.0, "ess_per_second": 4000.0, "rhat_max": 1.002}
     return {"key": spec.key, "config": spec.config(), "status": status, "grad_evals": 320_000,
             "wall_time_s": 1.5, "sampling_time_s": 0.4, "metrics": {**base, **metrics},
             "provenance": {"git_commit": "abc123", "versions": {"torch": "2.14.1"}, "device": "cpu"}}
 
 
-def _folder(tmp_path, name, records):
+def _folder(tmp_path, name, recs):
     d = tmp_path / name
-    for r in records:
-        runner.write_record(d, r)
+    for r in recs:
+        records.write_record(d, r)
     return d
 
 
@@ -91,7 +91,7 @@ def test_a_corrupt_record_is_reported_by_path_and_fails_the_check(tmp_path, caps
     """A rerun whose record is corrupt has not reproduced that run: named, counted, exit 1."""
     a = _folder(tmp_path, "a", [_record(), _record(seed=1)])
     b = _folder(tmp_path, "b", [_record()])
-    bad = runner.records_dir(b) / _record(seed=1)["key"]
+    bad = records.records_dir(b) / _record(seed=1)["key"]
     bad = bad.with_suffix(".json")
     bad.write_text("{ not json")
     assert main(["compare", str(a), str(b)]) == 1
@@ -120,7 +120,7 @@ def test_a_real_rerun_reproduces_its_records(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     assert "2 runs in both: 2 agree" in capsys.readouterr().out
-    path = next(runner.records_dir(tmp_path / "b").glob("*.json"))
+    path = next(records.records_dir(tmp_path / "b").glob("*.json"))
     rec = json.loads(path.read_text())
     rec["metrics"]["w2"] *= 1.5
     path.write_text(json.dumps(rec))

@@ -1,4 +1,4 @@
-"""The dask executor (benchmarks.distributed): LocalCluster and an existing scheduler on loopback,
+"""The dask executor (benchmarks.executors.dask): LocalCluster and an existing scheduler on loopback,
 the same records as the local executor, a worker killed mid-run, Ctrl-C, and dask missing.
 
 Dask workers are separate (spawned) processes, so monkeypatching in this process does not reach
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import distributed as bdist
-from benchmarks import runner
+from benchmarks import executors, grid, records
+from benchmarks.executors import dask as bdist
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "gauss-corr-2d"
@@ -29,12 +29,12 @@ TASK = "gauss-corr-2d"
 COMPARED = ("kl", "w2", "mean_error", "var_error", "ess_min", "rhat_max", "ess_per_1k_grads")
 
 
-def grid(samplers=("sgld", "psgld"), seeds=1) -> list[runner.RunSpec]:
-    return runner.build_grid("toy", "quick", list(samplers), seeds, sweep=False, tasks=[TASK])
+def toy_grid(samplers=("sgld", "psgld"), seeds=1) -> list[records.RunSpec]:
+    return grid.build_grid("toy", "quick", list(samplers), seeds, sweep=False, tasks=[TASK])
 
 
-def records(results: Path) -> dict[str, dict]:
-    return {p.stem: runner.read_record(p) for p in sorted((results / "records").glob("*.json"))}
+def all_records(results: Path) -> dict[str, dict]:
+    return {p.stem: records.read_record(p) for p in sorted((results / "records").glob("*.json"))}
 
 
 def quiet(_msg: str) -> None:
@@ -86,7 +86,7 @@ def test_missing_dask_error_names_the_install_command(monkeypatch, tmp_path):
     assert isinstance(exc.value, ImportError) and isinstance(exc.value, bdist.DaskError)
     # through the runner: the error escapes (the CLI turns it into exit 2) and nothing ran
     with pytest.raises(bdist.DaskUnavailableError, match=r"sgmcmc-bench\[dask\]"):
-        runner.execute(grid(), runner.RunOptions(results_dir=str(tmp_path)), executor="dask", log=quiet)
+        executors.execute(toy_grid(), executors.RunOptions(results_dir=str(tmp_path)), executor="dask", log=quiet)
     assert not (tmp_path / "records").exists()
 
 
@@ -97,9 +97,9 @@ def test_missing_dask_error_names_the_install_command(monkeypatch, tmp_path):
 ])
 def test_a_malformed_scheduler_address_is_refused_at_once(tmp_path, address, why):
     pytest.importorskip("distributed")
-    spec = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "quick")
+    spec = records.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "quick")
     with pytest.raises(bdist.DaskError, match=why):  # refused on parsing, before any connection attempt
-        bdist.execute_dask([spec], runner.RunOptions(results_dir=str(tmp_path)), jobs=1,
+        bdist.execute_dask([spec], executors.RunOptions(results_dir=str(tmp_path)), jobs=1,
                                  scheduler=address, on_record=quiet, log=quiet)
 
 
@@ -114,7 +114,7 @@ def test_workers_that_cannot_import_the_project_stop_the_grid_naming_them():
     messages = []
     with pytest.raises(bdist.DaskError, match=r"1 of 2 dask worker\(s\) cannot import sgmcmc-bench "
                                                     r"\(tcp://10.0.0.2:1: ModuleNotFoundError"):
-        bdist.check_workers(Client({"tcp://10.0.0.1:1": (1, runner.git_commit()),
+        bdist.check_workers(Client({"tcp://10.0.0.1:1": (1, records.git_commit()),
                                           "tcp://10.0.0.2:1": ModuleNotFoundError("No module named 'benchmarks'")}),
                                   messages.append)
     bdist.check_workers(Client({"tcp://10.0.0.1:1": (1, "abc123")}), messages.append)
@@ -133,7 +133,7 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     pytest.importorskip("distributed")
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         with pytest.raises(bdist.DaskError, match="tcp://127.0.0.1:1.*dask scheduler"):
-            bdist.execute_dask(grid(), runner.RunOptions(results_dir=str(tmp_path)), jobs=1,
+            bdist.execute_dask(toy_grid(), executors.RunOptions(results_dir=str(tmp_path)), jobs=1,
                                scheduler="tcp://127.0.0.1:1", on_record=quiet, log=quiet)
     assert not (tmp_path / "records").exists()
 
@@ -141,8 +141,8 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
 # --------------------------------------------------------------------------- LocalCluster
 @pytest.mark.slow
 def test_local_cluster_gives_the_same_records_as_the_local_executor(tmp_path, clusters):
-    specs = grid()
-    seq = runner.execute(specs, runner.RunOptions(results_dir=str(tmp_path / "local")), log=quiet)
+    specs = toy_grid()
+    seq = executors.execute(specs, executors.RunOptions(results_dir=str(tmp_path / "local")), log=quiet)
     assert seq.counts["ok"] == 2
     logged, listening = [], []
 
@@ -151,23 +151,23 @@ def test_local_cluster_gives_the_same_records_as_the_local_executor(tmp_path, cl
         if "LocalCluster" in msg:  # the cluster is up: what do this process and its children listen on?
             listening.extend(_listening_addresses())
 
-    summary = runner.execute(specs, runner.RunOptions(results_dir=str(tmp_path / "dask")), jobs=2,
+    summary = executors.execute(specs, executors.RunOptions(results_dir=str(tmp_path / "dask")), jobs=2,
                              executor="dask", log=log)
     assert summary.counts["ok"] == 2 and not summary.interrupted and not summary.failures
     assert any("LocalCluster" in m and "127.0.0.1" in m for m in logged)
     assert len(listening) >= 3 and {ip for ip, _ in listening} == {"127.0.0.1"}, listening  # loopback only
     assert_closed(clusters)
-    local, dasked = records(tmp_path / "local"), records(tmp_path / "dask")
+    local, dasked = all_records(tmp_path / "local"), all_records(tmp_path / "dask")
     assert local.keys() == dasked.keys() == {s.key for s in specs}
     for key, rec in dasked.items():
         assert rec["status"] == "ok"
         assert rec["grad_evals"] == local[key]["grad_evals"]
         for metric in COMPARED:
             assert rec["metrics"][metric] == local[key]["metrics"][metric], (key, metric)
-        assert rec["provenance"]["torch_threads"] == runner.cpu_threads_per_worker(2)
+        assert rec["provenance"]["torch_threads"] == executors.cpu_threads_per_worker(2)
         assert rec["provenance"]["host"] == local[key]["provenance"]["host"]
     # a rerun skips what is recorded, without starting a cluster
-    again = runner.execute(specs, runner.RunOptions(results_dir=str(tmp_path / "dask")), jobs=2,
+    again = executors.execute(specs, executors.RunOptions(results_dir=str(tmp_path / "dask")), jobs=2,
                            executor="dask", log=quiet)
     assert again.skipped == 2 and sum(again.counts.values()) == 0 and len(clusters) == 1
 
@@ -206,19 +206,19 @@ def test_worker_killed_mid_run_leaves_a_failed_record_and_the_grid_goes_on(tmp_p
     # LocalCluster workers are spawned by multiprocessing, which gives them this process's sys.path
     # (not $PYTHONPATH: spawn overwrites the child's sys.path with the parent's)
     monkeypatch.syspath_prepend(str(mod))
-    specs = grid(samplers=("sgld", "crashy_sampler:CrashSGLD", "psgld"))
+    specs = toy_grid(samplers=("sgld", "crashy_sampler:CrashSGLD", "psgld"))
     crash = next(s for s in specs if s.sampler.startswith("crashy"))
     out = tmp_path / "results"
-    opts = runner.RunOptions(results_dir=str(out))
+    opts = executors.RunOptions(results_dir=str(out))
 
-    summary = runner.execute(specs, opts, jobs=2, executor="dask", log=quiet)
+    summary = executors.execute(specs, opts, jobs=2, executor="dask", log=quiet)
     assert summary.counts == {"ok": 2, "diverged": 0, "failed": 1}, summary.failures
     assert not summary.interrupted
     ((config, error),) = summary.failures
     assert config == crash.config()
     assert "worker died" in error and "KilledWorker" in error and "run the same command again" in error
     assert_closed(clusters)
-    recs = records(out)
+    recs = all_records(out)
     assert set(recs) == {s.key for s in specs}
     assert all(r["status"] == "ok" for k, r in recs.items() if k != crash.key)
     # the client recorded the run whose worker died as failed (so the leaderboard shows it)
@@ -227,15 +227,15 @@ def test_worker_killed_mid_run_leaves_a_failed_record_and_the_grid_goes_on(tmp_p
 
     # the crash was transient: a rerun runs only what is missing
     flag.unlink()
-    again = runner.execute(specs, opts, jobs=2, executor="dask", log=quiet)
+    again = executors.execute(specs, opts, jobs=2, executor="dask", log=quiet)
     assert again.skipped == 2 and again.counts["ok"] == 1 and not again.failures
-    assert runner.read_record(runner.record_path(out, crash))["status"] == "ok"
-    assert set(records(out)) == {s.key for s in specs}
+    assert records.read_record(records.record_path(out, crash))["status"] == "ok"
+    assert set(all_records(out)) == {s.key for s in specs}
 
 
 @pytest.mark.slow
 def test_interrupt_cancels_closes_the_cluster_and_reraises(tmp_path, clusters):
-    specs = grid(samplers=("sgld", "psgld", "sghmc"))
+    specs = toy_grid(samplers=("sgld", "psgld", "sghmc"))
     seen = []
 
     def on_record(record):
@@ -243,12 +243,12 @@ def test_interrupt_cancels_closes_the_cluster_and_reraises(tmp_path, clusters):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        bdist.execute_dask(specs, runner.RunOptions(results_dir=str(tmp_path)), jobs=1, scheduler=None,
+        bdist.execute_dask(specs, executors.RunOptions(results_dir=str(tmp_path)), jobs=1, scheduler=None,
                            on_record=on_record, log=quiet)
     assert len(seen) == 1
     assert_closed(clusters)
     time.sleep(0.5)
-    recs = records(tmp_path)  # every record present is whole and valid
+    recs = all_records(tmp_path)  # every record present is whole and valid
     assert 1 <= len(recs) < len(specs)
     assert [p.name for p in (tmp_path / "records").iterdir() if p.suffix != ".json"] == []
 
@@ -290,7 +290,7 @@ def test_ctrl_c_on_the_cli_stops_the_cluster_and_says_how_to_resume(tmp_path):
     while _processes_with_env(marker) and time.time() < deadline:
         time.sleep(0.2)
     assert _processes_with_env(marker) == []
-    recs = records(tmp_path)
+    recs = all_records(tmp_path)
     assert 1 <= len(recs) < 8
     assert [p.name for p in folder.iterdir() if p.suffix != ".json"] == []
 
@@ -302,8 +302,8 @@ def test_existing_scheduler_runs_the_grid_and_is_left_running(tmp_path):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster:
         logged = []
-        specs = grid()
-        summary = runner.execute(specs, runner.RunOptions(results_dir=str(tmp_path)), jobs=5,
+        specs = toy_grid()
+        summary = executors.execute(specs, executors.RunOptions(results_dir=str(tmp_path)), jobs=5,
                                  executor="dask", scheduler=cluster.scheduler_address, log=logged.append)
         assert summary.counts["ok"] == 2 and not summary.failures
         assert any(cluster.scheduler_address in m and "1 worker(s) on 1 host(s)" in m and "--jobs 5 is ignored" in m
@@ -311,11 +311,11 @@ def test_existing_scheduler_runs_the_grid_and_is_left_running(tmp_path):
         assert cluster.status.name == "running"  # not ours to close
         with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
             assert len(client.nthreads()) == 1
-        recs = records(tmp_path)
+        recs = all_records(tmp_path)
         assert set(recs) == {s.key for s in specs}
         for rec in recs.values():
             # one worker process on this host: each run gets all the host's cores
-            assert rec["provenance"]["torch_threads"] == runner.cpu_threads_per_worker(1)
+            assert rec["provenance"]["torch_threads"] == executors.cpu_threads_per_worker(1)
 
 
 @pytest.mark.slow
@@ -332,8 +332,8 @@ def test_a_cluster_without_workers_is_reported_while_runs_wait(tmp_path, monkeyp
                                                                                  "dashboard_address": "127.0.0.1:0"})
     try:
         logs, got = [], []
-        spec = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "quick")
-        worker = threading.Thread(target=bdist.execute_dask, args=([spec], runner.RunOptions(results_dir=str(tmp_path))),
+        spec = records.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "quick")
+        worker = threading.Thread(target=bdist.execute_dask, args=([spec], executors.RunOptions(results_dir=str(tmp_path))),
                                   kwargs=dict(jobs=1, scheduler=cluster.scheduler_address, on_record=got.append,
                                               log=logs.append))
         worker.start()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from benchmarks import runner
+from benchmarks import records
 from tests.conftest import load_script
 
 BASE = {"prior": "isotropic", "prior_sd": 1.0}
 
 
 def _record(task, sampler, hyper, seed, variant="tuned", profile="default", **metrics):
-    spec = runner.RunSpec.make(task, sampler, {**BASE, **hyper}, seed, profile, variant)
+    spec = records.RunSpec.make(task, sampler, {**BASE, **hyper}, seed, profile, variant)
     values = dict(error=2.0, nll=0.08, ece=0.01, auroc_entropy=0.95)
     return {"key": spec.key, "status": "ok", "config": spec.config(), "metrics": {**values, **metrics}}
 
@@ -58,7 +58,7 @@ def test_main_reads_several_folders_skips_missing_ones_and_draws_the_figure(tmp_
                         ("b", _record("mnist-mlp-cyclical", "psgld", {"lr": 0.001, "alpha": 0.99}, 0)),
                         ("b", _record("mnist-mlp-cyclical", "psgld", {"lr": 0.001, "alpha": 0.99, "cycles": 5}, 0)),
                         ("b", _record("mnist-mlp-cyclical", "sgd", {"lr": 0.3, "cycles": 5}, 0))):
-        runner.write_record(tmp_path / folder, rec)
+        records.write_record(tmp_path / folder, rec)
     figure = tmp_path / "frontier.png"
     dirs = ",".join(str(tmp_path / d) for d in ("a", "b", "missing"))
     assert mod.main(["--results-dirs", dirs, "--figure", str(figure)]) == 0

@@ -11,7 +11,7 @@ import torch
 
 import sgmcmc
 from benchmarks import metrics as M
-from benchmarks import runner
+from benchmarks import executors, records
 from benchmarks.models import LeNet, MLP, build_model, num_parameters
 from benchmarks.tasks import mnist as mnist_task
 from benchmarks.tasks.base import RunContext
@@ -152,8 +152,8 @@ def test_a_dead_network_is_diverged_not_ok(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist_task, "MNIST_TASKS", (task,))
     monkeypatch.setattr(tasks, "_mnist_tasks", lambda: (task,))
     monkeypatch.setattr(sys.modules[__name__], "_Killing", _Killing, raising=False)
-    rec = runner.run_one(runner.RunSpec.make("mnist-mlp", f"{__name__}:_Killing", {"lr": 0.1}, 0, "quick"),
-                         runner.RunOptions(results_dir=str(tmp_path)))
+    rec = executors.run_one(records.RunSpec.make("mnist-mlp", f"{__name__}:_Killing", {"lr": 0.1}, 0, "quick"),
+                            executors.RunOptions(results_dir=str(tmp_path)))
     assert rec["status"] == "diverged" and "collapsed" in rec["divergence"]["reason"], rec
 
 
@@ -165,12 +165,14 @@ def test_through_the_runner_with_records_and_figures(tmp_path, monkeypatch):
     task.name = "mnist-mlp"  # stand in for the real task so the report draws its figures
     monkeypatch.setattr(mnist_task, "MNIST_TASKS", (task,))
     monkeypatch.setattr(tasks, "_mnist_tasks", lambda: (task,))
-    opts = runner.RunOptions(results_dir=str(tmp_path))
+    opts = executors.RunOptions(results_dir=str(tmp_path))
     for sampler, hyper in (("sgd", {"lr": 0.05}), ("sgld", {"lr": 0.05})):
-        rec = runner.run_one(runner.RunSpec.make("mnist-mlp", sampler, hyper, 0, "quick"), opts)
+        rec = executors.run_one(records.RunSpec.make("mnist-mlp", sampler, hyper, 0, "quick"), opts)
         assert rec["status"] == "ok", rec.get("error")
         assert rec["provenance"]["datasets"] == {"synthetic/train": {"sha256": "0" * 64}}  # each split's whole provenance
-    path = report.build(tmp_path, profile="quick")
+    from benchmarks.columns import of_tasks
+
+    path = report.build(tmp_path, profile="quick", columns=of_tasks(tasks.all_tasks().values()))
     text = path.read_text()
     assert "## mnist-mlp" in text and "notMNIST AUROC (entropy)" in text
     for name in ("weight", "notmnist_confidence", "reliability", "roc"):

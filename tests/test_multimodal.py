@@ -155,3 +155,53 @@ def test_a_bad_cycle_count_stops_the_grid_with_status_2(tmp_path, capsys):
     assert info.value.code == 2
     assert "cycles=3.0 is out of range" in capsys.readouterr().err
     assert not (tmp_path / "records").exists()
+
+
+# ---------------------------------------------------------------------- the sampling loop every family shares
+def test_the_shared_loop_calls_its_hooks_in_order_counts_and_keeps_the_plan():
+    from benchmarks.tasks.base import SamplingLoop, keep_every
+
+    calls = []
+    theta = torch.zeros(3, 2, requires_grad=True)
+
+    class Recording(SamplingLoop):
+        def gradient(self, t, batch):
+            calls.append(("gradient", t, batch))
+            theta.grad = torch.ones_like(theta)
+
+        def before_step(self, t):
+            calls.append(("before", t))
+
+        def after_step(self, t):
+            calls.append(("after", t))
+
+        def consume(self, t):
+            calls.append(("consume", t, self.kept))
+
+    sampler = sgmcmc.get("sgd")([theta], lr=0.1, num_data=1)
+    keep = keep_every(6, burn_in=2, thin=2)
+    assert [t for t, k in enumerate(keep) if k] == [3, 5]
+    done = Recording(sampler, keep, RunContext(seed=0), "test", batches="abcdef", grads_per_step=3).run()
+    assert calls[:3] == [("gradient", 0, "a"), ("before", 0), ("after", 0)]
+    assert [c for c in calls if c[0] == "consume"] == [("consume", 3, 0), ("consume", 5, 1)]
+    assert (done.steps, done.kept, done.grad_evals) == (6, 2, 18)
+    assert done.sampling_time_s >= 0 and done.eval_time_s == 0
+    torch.testing.assert_close(theta.detach(), torch.full((3, 2), -0.6))
+
+
+def test_the_shared_loop_turns_a_non_finite_gradient_into_diverged_at_its_step():
+    from benchmarks.tasks.base import Diverged, SamplingLoop
+
+    theta = torch.zeros(2, requires_grad=True)
+
+    class Exploding(SamplingLoop):
+        def gradient(self, t, batch):
+            theta.grad = torch.full_like(theta, float("nan") if t == 4 else 1.0)
+
+        def consume(self, t):
+            pass
+
+    sampler = sgmcmc.get("sgld")([theta], lr=0.1, num_data=1)
+    with pytest.raises(Diverged) as exc:
+        Exploding(sampler, [False] * 10, RunContext(seed=0), "test").run()
+    assert exc.value.step == 4

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import compare, runner
+from benchmarks import compare, executors, records
 
 PUBLISHED = Path(__file__).resolve().parent.parent / "results"
 #: one toy configuration per sampler, each on another task (first-order, preconditioned,
@@ -29,7 +29,7 @@ CASES = [
 
 
 def _published(task: str, sampler: str) -> dict:
-    for rec in runner.load_records(PUBLISHED):
+    for rec in records.load_records(PUBLISHED):
         c = rec["config"]
         if (c["task"], c["sampler"], c["seed"], c["profile"], c.get("variant")) == (task, sampler, 0, "default", "tuned"):
             return rec
@@ -42,11 +42,11 @@ def test_a_published_toy_record_reproduces(task, sampler, tmp_path):
     made_with = rec["provenance"]["versions"]["torch"]
     if torch.__version__.split("+")[0] != made_with.split("+")[0]:
         pytest.skip(f"published with torch {made_with}, this is {torch.__version__}")
-    spec = runner.RunSpec.from_config(rec["config"])
+    spec = records.RunSpec.from_config(rec["config"])
     assert spec.key == rec["key"]
-    runner.execute([spec], runner.RunOptions(results_dir=str(tmp_path)), log=lambda m: None)
+    executors.execute([spec], executors.RunOptions(results_dir=str(tmp_path)), log=lambda m: None)
     mine = tmp_path / "published"
-    runner.write_record(mine, rec)
+    records.write_record(mine, rec)
     result = compare.compare(mine, tmp_path, rtol=1e-6)
     assert result.compared == 1
     assert result.same == 1, compare.format_report(result, "published", "rerun", 1e-6)

@@ -12,7 +12,8 @@ from sgmcmc import registry
 from sgmcmc.registry import UnknownSamplerError
 from sgmcmc.testing import check_sampler, list_checks
 
-BUILTINS = ["psgld", "sgd", "sghmc", "sgld", "underdamped"]
+#: the built-in samplers: those the modules of the sgmcmc package registered on import
+BUILTINS = sorted(name for name, cls in registry._REGISTRY.items() if cls.__module__.startswith("sgmcmc."))
 
 
 @pytest.fixture
@@ -26,11 +27,42 @@ def test_builtins_are_available_and_resolve_to_their_classes():
     names = sgmcmc.available()
     assert names == sorted(names)
     assert set(BUILTINS) <= set(names)
+    # the five documented ones, with their classes as attributes of the package
     expected = {"sgd": sgmcmc.SGD, "sgld": sgmcmc.SGLD, "psgld": sgmcmc.PSGLD, "sghmc": sgmcmc.SGHMC,
                 "underdamped": sgmcmc.UnderdampedLangevin}
     for name, cls in expected.items():
         assert sgmcmc.get(name) is cls
         assert cls.name == name
+
+
+def test_every_sampler_module_of_the_package_is_imported_and_registers_a_sampler():
+    import pkgutil
+
+    modules = {m.name for m in pkgutil.iter_modules(sgmcmc.__path__)
+               if not m.name.startswith("_") and m.name not in sgmcmc._NOT_SAMPLERS}
+    assert modules == {cls.__module__.split(".")[1] for cls in map(sgmcmc.get, BUILTINS)}
+    assert not {"base", "registry", "diagnostics", "testing"} & modules
+
+
+def test_a_new_builtin_module_is_discovered_without_touching_anything_else(clean_registry, tmp_path, monkeypatch):
+    (tmp_path / "zz_discovered.py").write_text(textwrap.dedent("""
+        from .base import Sampler
+        from .registry import register
+
+        @register("zz-discovered")
+        class Discovered(Sampler):
+            def _update(self, group, params, grads):
+                pass
+    """))
+    (tmp_path / "_zz_private.py").write_text("raise AssertionError('a private module is not a sampler')\n")
+    monkeypatch.setattr(sgmcmc, "__path__", [*sgmcmc.__path__, str(tmp_path)])
+    try:
+        sgmcmc._import_builtins()
+        assert "zz-discovered" in sgmcmc.available()
+        assert sgmcmc.get("zz-discovered").__module__ == "sgmcmc.zz_discovered"
+    finally:
+        sys.modules.pop("sgmcmc.zz_discovered", None)
+        vars(sgmcmc).pop("zz_discovered", None)
 
 
 def test_unknown_name_lists_the_valid_names():

@@ -1,4 +1,4 @@
-"""The runner, its records, the CLI and the leaderboard, end to end on tiny toy grids."""
+"""The grid, the executors, the records, the CLI and the leaderboard, end to end on tiny toy grids."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks import report, runner
+from benchmarks import columns, executors, grid, lineup, records, report
 from benchmarks.__main__ import main
-from benchmarks.tasks import gaussian
+from benchmarks.tasks import all_tasks, gaussian
+
+#: each task's leaderboard columns, as `python -m benchmarks report` hands them to report.build
+COLUMNS = columns.of_tasks(all_tasks().values())
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(chains=4, steps=400, burn_in=100, thin=5)
@@ -32,7 +35,7 @@ def run_cli(*args: str) -> int:
     return main(["run", "toy", "--profile", "quick", *args])
 
 
-def records(results: Path) -> list[dict]:
+def all_records(results: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((results / "records").glob("*.json"))]
 
 
@@ -40,7 +43,7 @@ def test_tiny_grid_end_to_end(tmp_path, tiny_profile, capsys):
     rc = run_cli("--tasks", "gauss-corr-2d,blr", "--samplers", "sgld,sghmc", "--no-sweep",
                  "--results-dir", str(tmp_path))
     assert rc == 0
-    recs = records(tmp_path)
+    recs = all_records(tmp_path)
     assert len(recs) == 4
     for rec in recs:
         assert rec["status"] == "ok", rec.get("error")
@@ -60,12 +63,12 @@ def test_tiny_grid_end_to_end(tmp_path, tiny_profile, capsys):
 
 
 def test_record_round_trip(tmp_path):
-    spec = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 3, "quick")
+    spec = records.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 3, "quick")
     rec = {"key": spec.key, "config": spec.config(), "status": "ok",
            "metrics": {"kl": 0.5, "bad": float("nan"), "w2": float("inf"), "neg": float("-inf")}}
-    path = runner.write_record(tmp_path, rec)
+    path = records.write_record(tmp_path, rec)
     assert '"w2": "inf"' in path.read_text()  # strict JSON, and an infinite KL is not a missing one
-    back = runner.read_record(path)
+    back = records.read_record(path)
     assert back["config"] == spec.config()
     # NaN (undefined) is written as null; +-inf round-trips
     assert back["metrics"] == {"kl": 0.5, "bad": None, "w2": float("inf"), "neg": float("-inf")}
@@ -73,20 +76,20 @@ def test_record_round_trip(tmp_path):
 
 
 def test_spec_key_depends_on_every_field():
-    base = runner.RunSpec.make("t", "sgld", {"lr": 0.1}, 0, "quick")
-    others = [runner.RunSpec.make("t2", "sgld", {"lr": 0.1}, 0, "quick"),
-              runner.RunSpec.make("t", "sghmc", {"lr": 0.1}, 0, "quick"),
-              runner.RunSpec.make("t", "sgld", {"lr": 0.2}, 0, "quick"),
-              runner.RunSpec.make("t", "sgld", {"lr": 0.1}, 1, "quick"),
-              runner.RunSpec.make("t", "sgld", {"lr": 0.1}, 0, "default")]
+    base = records.RunSpec.make("t", "sgld", {"lr": 0.1}, 0, "quick")
+    others = [records.RunSpec.make("t2", "sgld", {"lr": 0.1}, 0, "quick"),
+              records.RunSpec.make("t", "sghmc", {"lr": 0.1}, 0, "quick"),
+              records.RunSpec.make("t", "sgld", {"lr": 0.2}, 0, "quick"),
+              records.RunSpec.make("t", "sgld", {"lr": 0.1}, 1, "quick"),
+              records.RunSpec.make("t", "sgld", {"lr": 0.1}, 0, "default")]
     assert len({base.key, *[o.key for o in others]}) == 6
-    assert base.key == runner.RunSpec.make("t", "sgld", {"lr": 0.1}, 0, "quick").key
+    assert base.key == records.RunSpec.make("t", "sgld", {"lr": 0.1}, 0, "quick").key
 
 
 def test_rerun_skips_and_force_reruns(tmp_path, tiny_profile, capsys):
     args = ("--tasks", "gauss-corr-2d", "--samplers", "sgld", "--no-sweep", "--results-dir", str(tmp_path))
     assert run_cli(*args) == 0
-    first = {r["key"]: r["started_at"] for r in records(tmp_path)}
+    first = {r["key"]: r["started_at"] for r in all_records(tmp_path)}
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "records").glob("*.json")}
     capsys.readouterr()
     assert run_cli(*args) == 0
@@ -94,14 +97,14 @@ def test_rerun_skips_and_force_reruns(tmp_path, tiny_profile, capsys):
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "records").glob("*.json")} == mtimes
     time.sleep(1.1)
     assert run_cli(*args, "--force") == 0
-    again = {r["key"]: r["started_at"] for r in records(tmp_path)}
+    again = {r["key"]: r["started_at"] for r in all_records(tmp_path)}
     assert again.keys() == first.keys() and again != first
 
 
 def test_same_seed_same_metrics(tmp_path, tiny_profile):
-    spec = runner.RunSpec.make("gauss-corr-2d", "sghmc", {"lr": 0.01, "friction": 0.1}, 7, "quick")
-    a = runner.run_one(spec, runner.RunOptions(results_dir=str(tmp_path / "a")))
-    b = runner.run_one(spec, runner.RunOptions(results_dir=str(tmp_path / "b")))
+    spec = records.RunSpec.make("gauss-corr-2d", "sghmc", {"lr": 0.01, "friction": 0.1}, 7, "quick")
+    a = executors.run_one(spec, executors.RunOptions(results_dir=str(tmp_path / "a")))
+    b = executors.run_one(spec, executors.RunOptions(results_dir=str(tmp_path / "b")))
     assert a["status"] == b["status"] == "ok"
     for k in ("kl", "w2", "mean_error", "var_error", "ess_min"):
         assert a["metrics"][k] == b["metrics"][k]
@@ -119,7 +122,7 @@ def test_corrupt_record_is_reported_and_rerun(tmp_path, tiny_profile, capsys):
     err = capsys.readouterr().err
     assert str(path) in err and str(stray) in err
     assert run_cli(*args) == 0  # the corrupt configuration is rerun, the stray file is only reported
-    assert runner.read_record(path)["status"] == "ok"
+    assert records.read_record(path)["status"] == "ok"
     assert main(["report", "--results-dir", str(tmp_path)]) == 0
 
 
@@ -127,7 +130,7 @@ def test_divergence_is_recorded_and_grid_goes_on(tmp_path, tiny_profile, capsys)
     rc = run_cli("--tasks", "gauss-corr-2d", "--samplers", "sgld,sghmc", "--no-sweep", "--hyper", "lr=50",
                  "--results-dir", str(tmp_path))
     assert rc == 0
-    recs = {r["config"]["sampler"]: r for r in records(tmp_path)}
+    recs = {r["config"]["sampler"]: r for r in all_records(tmp_path)}
     assert set(recs) == {"sgld", "sghmc"}
     for rec in recs.values():
         assert rec["status"] == "diverged"
@@ -138,12 +141,12 @@ def test_divergence_is_recorded_and_grid_goes_on(tmp_path, tiny_profile, capsys)
 
 
 def test_failed_run_is_recorded_with_the_error(tmp_path, tiny_profile):
-    spec = runner.RunSpec.make("gauss-corr-2d", "sghmc", {"lr": 0.01, "friction": 5.0}, 0, "quick")
-    rec = runner.run_one(spec, runner.RunOptions(results_dir=str(tmp_path)))
+    spec = records.RunSpec.make("gauss-corr-2d", "sghmc", {"lr": 0.01, "friction": 5.0}, 0, "quick")
+    rec = executors.run_one(spec, executors.RunOptions(results_dir=str(tmp_path)))
     assert rec["status"] == "failed"
     assert "friction" in rec["error"] and "(0.0, 1.0]" in rec["error"]
     # a failed record is retried by the next run, unlike ok and diverged ones
-    todo, done = runner.pending([spec], tmp_path)
+    todo, done = records.pending([spec], tmp_path)
     assert todo == [spec] and done == []
 
 
@@ -210,7 +213,7 @@ def test_hyper_takes_strings_for_task_keys():
 
     assert _hyper_pair("prior=fanin") == ("prior", "fanin")
     assert _hyper_pair("lr=0.05") == ("lr", 0.05)
-    specs = runner.build_grid("mnist", "quick", ["sgld"], overrides={"prior": "fanin", "lr": 0.05})
+    specs = grid.build_grid("mnist", "quick", ["sgld"], overrides={"prior": "fanin", "lr": 0.05})
     assert specs[0].hyper_dict["prior"] == "fanin" and specs[0].variant == "custom"
 
 
@@ -230,22 +233,22 @@ def test_a_record_of_the_wrong_shape_is_reported_by_path_and_skipped(tmp_path, e
 
     from benchmarks import report
 
-    spec = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "quick")
-    good = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.02}, 0, "quick")
+    spec = records.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "quick")
+    good = records.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.02}, 0, "quick")
     for s in (spec, good):
-        runner.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok", "metrics": {"kl": 0.5},
+        records.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok", "metrics": {"kl": 0.5},
                                        "wall_time_s": 1.0, "grad_evals": 10})
-    path = runner.record_path(tmp_path, spec)
+    path = records.record_path(tmp_path, spec)
     rec = json.loads(path.read_text())
     edit(rec)
     path.write_text(json.dumps(rec))
-    with pytest.raises(runner.RecordError, match=problem):
-        runner.read_record(path)
+    with pytest.raises(records.RecordError, match=problem):
+        records.read_record(path)
     warnings = []
-    assert [r["key"] for r in runner.load_records(tmp_path, warn=warnings.append)] == [good.key]
+    assert [r["key"] for r in records.load_records(tmp_path, warn=warnings.append)] == [good.key]
     assert str(path) in warnings[0] and problem.split()[0] in warnings[0]
-    assert report.build(tmp_path, plots=False, log=warnings.append) is not None  # the report goes on
-    todo, done = runner.pending([spec], tmp_path)
+    assert report.build(tmp_path, columns=COLUMNS, plots=False, log=warnings.append) is not None  # the report goes on
+    todo, done = records.pending([spec], tmp_path)
     assert todo == [spec]  # and the run is redone
 
 
@@ -253,10 +256,10 @@ def test_an_infinite_metric_shows_as_inf_and_ranks_last(tmp_path):
     from benchmarks import report
 
     for sampler, kl in (("sgd", float("inf")), ("sgld", 0.5), ("sghmc", 0.2)):
-        s = runner.RunSpec.make("gauss-corr-2d", sampler, {"lr": 0.01}, 0, "quick")
-        runner.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
+        s = records.RunSpec.make("gauss-corr-2d", sampler, {"lr": 0.01}, 0, "quick")
+        records.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
                                        "metrics": {"kl": kl}, "wall_time_s": 1.0, "grad_evals": 10})
-    report.build(tmp_path, plots=False, log=lambda m: None)
+    report.build(tmp_path, columns=COLUMNS, plots=False, log=lambda m: None)
     summary = pd.read_csv(tmp_path / "summary.csv")
     ranks = dict(zip(summary.sampler, summary["rank"]))
     assert ranks == {"sghmc": 1, "sgld": 2, "sgd": 3}
@@ -270,12 +273,12 @@ def test_a_diverged_or_missing_task_never_helps_a_row_in_the_summary(tmp_path):
     from benchmarks import report
 
     def rec(task, sampler, seed, kl, status="ok", variant="tuned"):
-        s = runner.RunSpec.make(task, sampler, {"lr": 0.01}, seed, "quick", variant)
+        s = records.RunSpec.make(task, sampler, {"lr": 0.01}, seed, "quick", variant)
         r = {"key": s.key, "config": s.config(), "status": status, "wall_time_s": 1.0, "grad_evals": 10,
              "metrics": {"kl": kl} if status == "ok" else {}}
         if status == "diverged":
             r["divergence"] = {"step": 3, "reason": "non-finite"}
-        runner.write_record(tmp_path, r)
+        records.write_record(tmp_path, r)
 
     for seed in (0, 1):
         rec("gauss-corr-2d", "sgld", seed, 0.5)
@@ -288,7 +291,7 @@ def test_a_diverged_or_missing_task_never_helps_a_row_in_the_summary(tmp_path):
     rec("gauss-iso-100", "underdamped", 0, 0.01)  # the best value, but one seed of two diverged
     rec("gauss-iso-100", "underdamped", 1, None, "diverged")
     rec("gauss-corr-2d", "psgld", 0, 0.01, variant="custom")  # a new sampler tried on one task only
-    report.build(tmp_path, plots=False, log=lambda m: None)
+    report.build(tmp_path, columns=COLUMNS, plots=False, log=lambda m: None)
     num = pd.read_csv(tmp_path / "summary.csv")
     rank = {(r.sampler, r.task): r.rank for r in num.itertuples()}
     assert rank[("underdamped", "gauss-corr-2d")] == 4 and rank[("psgld [custom]", "gauss-corr-2d")] == 1
@@ -309,18 +312,18 @@ def test_custom_rows_are_ranked_in_the_summary(tmp_path):
     from benchmarks import report
 
     for sampler, variant, kl in (("sgld", "tuned", 0.5), ("sgld", "custom", 0.1), ("sghmc", "tuned", 0.2)):
-        s = runner.RunSpec.make("gauss-corr-2d", sampler, {"lr": 0.01 if variant == "tuned" else 0.02}, 0, "quick",
+        s = records.RunSpec.make("gauss-corr-2d", sampler, {"lr": 0.01 if variant == "tuned" else 0.02}, 0, "quick",
                                 variant)
-        runner.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
+        records.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
                                        "metrics": {"kl": kl}, "wall_time_s": 1.0, "grad_evals": 10})
-    report.build(tmp_path, plots=False, log=lambda m: None)
+    report.build(tmp_path, columns=COLUMNS, plots=False, log=lambda m: None)
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert dict(zip(summary.sampler, summary["rank"])) == {"sgld [custom]": 1, "sghmc": 2, "sgld": 3}
 
 
 def test_the_same_configuration_named_twice_runs_once(tmp_path, tiny_profile):
-    specs = runner.build_grid("toy", "quick", ["sgld", "sgld"], seeds=1, sweep=False, tasks=["gauss-corr-2d"])
-    summary = runner.execute(specs, runner.RunOptions(results_dir=str(tmp_path)), log=lambda m: None)
+    specs = grid.build_grid("toy", "quick", ["sgld", "sgld"], seeds=1, sweep=False, tasks=["gauss-corr-2d"])
+    summary = executors.execute(specs, executors.RunOptions(results_dir=str(tmp_path)), log=lambda m: None)
     assert summary.total == 1 and summary.counts["ok"] == 1
 
 
@@ -333,7 +336,7 @@ def test_cuda_without_gpu_is_a_clear_error(capsys):
         main(["run", "toy", "--device", "cuda"])
     assert exc.value.code == 2
     assert "no CUDA GPU" in capsys.readouterr().err
-    assert str(runner.resolve_device("auto")) == "cpu"
+    assert str(executors.resolve_device("auto")) == "cpu"
 
 
 def test_user_sampler_as_module_class_joins_the_tables(tmp_path, tiny_profile, monkeypatch):
@@ -352,7 +355,7 @@ def test_user_sampler_as_module_class_joins_the_tables(tmp_path, tiny_profile, m
     out = tmp_path / "results"
     assert run_cli("--tasks", "gauss-corr-2d", "--samplers", "sgld,my_samplers:NaiveSGLD", "--no-sweep",
                    "--results-dir", str(out)) == 0
-    recs = {r["config"]["sampler"]: r for r in records(out)}
+    recs = {r["config"]["sampler"]: r for r in all_records(out)}
     assert recs["my_samplers:NaiveSGLD"]["status"] == "ok"
     # with no config entry of its own, the user's sampler starts from sgld's tuned lr
     assert recs["my_samplers:NaiveSGLD"]["config"]["hyper"] == recs["sgld"]["config"]["hyper"]
@@ -382,7 +385,7 @@ def test_a_user_sampler_with_keyword_only_lr_runs_and_its_defaults_are_recorded(
     out = tmp_path / "results"
     assert run_cli("--tasks", "gauss-corr-2d", "--samplers", "kw_samplers:KeywordSGLD", "--no-sweep",
                    "--results-dir", str(out)) == 0
-    (rec,) = records(out)
+    (rec,) = all_records(out)
     assert rec["status"] == "ok", rec.get("error")
     prov = rec["provenance"]
     assert prov["sampler"]["class"] == "kw_samplers.KeywordSGLD"
@@ -392,11 +395,11 @@ def test_a_user_sampler_with_keyword_only_lr_runs_and_its_defaults_are_recorded(
 
 def test_sweep_runs_each_factor_and_plots(tmp_path, tiny_profile):
     assert run_cli("--tasks", "gauss-corr-2d", "--samplers", "sgld", "--results-dir", str(tmp_path)) == 0
-    recs = records(tmp_path)
-    factors = runner.load_configs()["gauss-corr-2d"]["sweep"]
+    recs = all_records(tmp_path)
+    factors = grid.load_configs()["gauss-corr-2d"]["sweep"]
     assert len(recs) == len(factors)  # the tuned seed-0 run is the sweep's centre point
     lrs = sorted(r["config"]["hyper"]["lr"] for r in recs)
-    base = runner.load_configs()["gauss-corr-2d"]["sgld"]["lr"]
+    base = grid.load_configs()["gauss-corr-2d"]["sgld"]["lr"]
     assert lrs == pytest.approx(sorted(base * f for f in factors))
     assert (tmp_path / "sweep_gauss-corr-2d.png").stat().st_size > 1000
 
@@ -406,10 +409,10 @@ def test_report_alone_rebuilds_from_records(tmp_path, tiny_profile):
                    "--results-dir", str(tmp_path)) == 0
     assert not (tmp_path / "leaderboard.md").exists()
     assert main(["report", "--results-dir", str(tmp_path)]) == 0
-    frame = report.records_frame(runner.load_records(tmp_path))
-    display, long = report.task_table(frame, "gauss-corr-2d")
+    frame = report.records_frame(records.load_records(tmp_path))
+    display, long = report.task_table(frame, "gauss-corr-2d", COLUMNS)
     assert list(display.sampler) == ["sgld", "sghmc"]
-    summary, numeric = report.summary_table(frame)
+    summary, numeric = report.summary_table(frame, COLUMNS)
     assert sorted(numeric["rank"]) == [1, 2]
 
 
@@ -418,8 +421,8 @@ def test_jobs_2_gives_the_same_records_as_sequential(tmp_path):
     args = ("--tasks", "gauss-corr-2d", "--samplers", "sgld,psgld", "--no-sweep", "--no-report")
     assert run_cli(*args, "--results-dir", str(tmp_path / "seq")) == 0
     assert run_cli(*args, "--jobs", "2", "--results-dir", str(tmp_path / "par")) == 0
-    seq = {r["key"]: r["metrics"] for r in records(tmp_path / "seq")}
-    par = {r["key"]: r["metrics"] for r in records(tmp_path / "par")}
+    seq = {r["key"]: r["metrics"] for r in all_records(tmp_path / "seq")}
+    par = {r["key"]: r["metrics"] for r in all_records(tmp_path / "par")}
     assert seq.keys() == par.keys() and len(seq) == 2
     for key in seq:
         assert seq[key]["kl"] == par[key]["kl"]
@@ -448,8 +451,8 @@ def test_kill_9_loses_no_finished_record_and_rerun_resumes(tmp_path):
     done = list(folder.glob("*.json"))
     assert 2 <= len(done)
     for path in done:
-        runner.read_record(path)  # every file present is a whole, valid record
-    total = len(runner.build_grid("toy", "quick", tasks=["gauss-corr-2d"]))
+        records.read_record(path)  # every file present is a whole, valid record
+    total = len(grid.build_grid("toy", "quick", tasks=["gauss-corr-2d"]))
     assert len(done) < total, "the grid finished before the kill: make it longer"
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
@@ -467,7 +470,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert "resume" in err
     for path in folder.glob("*"):
         assert path.suffix == ".json"
-        runner.read_record(path)
+        records.read_record(path)
 
 
 def _children(pid: int) -> list[int]:
@@ -504,7 +507,7 @@ def test_kill_9_of_a_jobs_2_run_takes_its_workers_with_it(tmp_path):
     assert not any(_alive(w) for w in workers), "workers outlived the killed suite"
     for path in folder.iterdir():
         assert path.suffix == ".json"
-        runner.read_record(path)
+        records.read_record(path)
 
 
 @pytest.mark.slow
@@ -514,7 +517,7 @@ def test_ctrl_c_of_a_jobs_2_run_counts_every_record_it_leaves(tmp_path):
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 130 and "resume" in err
     line = next(l for l in out.splitlines() if "(interrupted)" in l)
-    counted = sum(int(w) for w, s in zip(line.split()[:-1], line.split()[1:]) if s.rstrip(",") in runner.RECORD_STATUSES)
+    counted = sum(int(w) for w, s in zip(line.split()[:-1], line.split()[1:]) if s.rstrip(",") in records.RECORD_STATUSES)
     assert counted == len(list(folder.glob("*.json"))), (line, err)
     # only the runs in the two workers are waited for, none queued behind them
     waited = [l for l in err.splitlines() if "already started" in l]
@@ -525,9 +528,9 @@ def test_task_wide_config_keys_reach_every_sampler_and_extras_are_labelled():
     cfg = {"prior": "isotropic", "prior_sd": 1.0, "note": "n", "sweep": [0.5, 1.0],
            "sgld": {"lr": 0.1}, "sghmc": {"lr": 0.01, "friction": 0.1},
            "extra": [{"sampler": "sgld", "label": "cold T=0.01", "temperature": 0.01}]}
-    assert runner.hyper_for(cfg, "sghmc") == {"prior": "isotropic", "prior_sd": 1.0, "lr": 0.01, "friction": 0.1}
-    assert runner.hyper_for(cfg, "pkg:User") == {"prior": "isotropic", "prior_sd": 1.0, "lr": 0.1}
-    specs = runner.build_grid("toy", "quick", ["sgld", "sghmc"], seeds=2, configs={"gauss-corr-2d": cfg},
+    assert grid.hyper_for(cfg, "sghmc") == {"prior": "isotropic", "prior_sd": 1.0, "lr": 0.01, "friction": 0.1}
+    assert grid.hyper_for(cfg, "pkg:User") == {"prior": "isotropic", "prior_sd": 1.0, "lr": 0.1}
+    specs = grid.build_grid("toy", "quick", ["sgld", "sghmc"], seeds=2, configs={"gauss-corr-2d": cfg},
                               tasks=["gauss-corr-2d"])
     variants = [(s.sampler, s.variant, s.seed) for s in specs]
     assert variants.count(("sgld", "cold T=0.01", 0)) == 1 and ("sgld", "cold T=0.01", 1) in variants
@@ -551,8 +554,8 @@ def test_a_collapsed_sampler_gets_an_infinite_kl_that_survives_its_record(tmp_pa
     the record keeps (as "inf") and the summary ranks last, rather than a missing value."""
     assert run_cli("--tasks", "gauss-diag-1000", "--samplers", "sgd,sgld", "--no-sweep", "--hyper", "lr=0.03",
                    "--no-report", "--results-dir", str(tmp_path)) == 0
-    report.build(tmp_path, plots=False, log=lambda m: None)
-    recs = {r["config"]["sampler"]: r for r in runner.load_records(tmp_path)}
+    report.build(tmp_path, columns=COLUMNS, plots=False, log=lambda m: None)
+    recs = {r["config"]["sampler"]: r for r in records.load_records(tmp_path)}
     assert recs["sgd"]["metrics"]["kl"] == float("inf") and math.isfinite(recs["sgld"]["metrics"]["kl"])
     summary = pd.read_csv(tmp_path / "summary.csv")
     kl = summary[summary.metric == "kl"]
@@ -577,9 +580,9 @@ def test_a_worker_process_that_dies_leaves_failed_records_that_a_rerun_retries(t
     args = ("--tasks", "gauss-corr-2d", "--samplers", "crashing:Crash", "--no-sweep", "--no-report", "--jobs", "2",
             "--results-dir", str(out))
     assert run_cli(*args) == 1
-    recs = records(out)
+    recs = all_records(out)
     assert recs and all(r["status"] == "failed" and "worker process died" in r["error"] for r in recs)
-    todo, done = runner.pending([runner.RunSpec.from_config(r["config"]) for r in recs], out)
+    todo, done = records.pending([records.RunSpec.from_config(r["config"]) for r in recs], out)
     assert len(todo) == len(recs) and not done
 
 
@@ -626,19 +629,19 @@ def test_stale_temporary_files_of_killed_record_writes_are_removed_and_fresh_one
     stale, fresh = folder / ".abc.json.k1x2.tmp", folder / ".def.json.q9z8.tmp"
     stale.write_text("{half a rec")
     fresh.write_text("{being written")
-    old = time.time() - runner.STALE_TEMP_S - 60
+    old = time.time() - records.STALE_TEMP_S - 60
     os.utime(stale, (old, old))
     messages = []
-    specs = runner.build_grid("toy", "quick", ["sgld"], seeds=1, sweep=False, tasks=["gauss-corr-2d"])
-    summary = runner.execute(specs, runner.RunOptions(results_dir=str(tmp_path)), log=messages.append)
+    specs = grid.build_grid("toy", "quick", ["sgld"], seeds=1, sweep=False, tasks=["gauss-corr-2d"])
+    summary = executors.execute(specs, executors.RunOptions(results_dir=str(tmp_path)), log=messages.append)
     assert summary.counts["ok"] == 1
     assert not stale.exists() and fresh.exists()  # a write in progress (another suite) is left alone
     assert any("removed 1 temporary file" in m for m in messages)
 
 
 def test_with_several_jobs_the_costliest_tasks_start_first_and_the_order_is_otherwise_kept():
-    specs = runner.build_grid("all", "full", ["sgld", "sghmc"], seeds=1, sweep=False)
-    ordered = runner.longest_first(specs)
+    specs = grid.build_grid("all", "full", ["sgld", "sghmc"], seeds=1, sweep=False)
+    ordered = grid.longest_first(specs)
     tasks = [s.task for s in ordered]
     assert sorted(ordered, key=lambda s: s.key) == sorted(specs, key=lambda s: s.key)  # the same runs
     first_toy = next(i for i, t in enumerate(tasks) if not t.startswith("mnist"))
@@ -660,20 +663,20 @@ def test_git_commit_is_dirty_for_edited_code_but_not_for_the_suites_own_results(
     (tmp_path / "results" / "records" / "a.json").write_text("{}\n")
     git("add", ".")
     git("commit", "-qm", "init")
-    head = runner.git_commit(tmp_path)
+    head = records.git_commit(tmp_path)
     assert head and not head.endswith("+dirty")
     (tmp_path / "results" / "records" / "a.json").write_text('{"rerun": 1}\n')
-    assert runner.git_commit(tmp_path) == head  # a rewritten record is output, not an edit
+    assert records.git_commit(tmp_path) == head  # a rewritten record is output, not an edit
     (tmp_path / "code.py").write_text("x = 2\n")
-    assert runner.git_commit(tmp_path) == head + "+dirty"
+    assert records.git_commit(tmp_path) == head + "+dirty"
 
 
 def test_git_commit_of_a_copy_without_git_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("SGMCMC_GIT_COMMIT", raising=False)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above tmp_path
-    assert runner.git_commit(tmp_path) is None
+    assert records.git_commit(tmp_path) is None
     monkeypatch.setenv("SGMCMC_GIT_COMMIT", "abc123")
-    assert runner.git_commit(tmp_path) == "abc123 (SGMCMC_GIT_COMMIT)"
+    assert records.git_commit(tmp_path) == "abc123 (SGMCMC_GIT_COMMIT)"
 
 
 def test_distinct_custom_overrides_are_ranked_apart_in_the_summary(tmp_path):
@@ -681,10 +684,10 @@ def test_distinct_custom_overrides_are_ranked_apart_in_the_summary(tmp_path):
 
     for lr, kl in ((0.02, 0.1), (0.05, 0.3)):
         for seed in (0, 1):
-            s = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": lr}, seed, "quick", "custom")
-            runner.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
+            s = records.RunSpec.make("gauss-corr-2d", "sgld", {"lr": lr}, seed, "quick", "custom")
+            records.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
                                            "metrics": {"kl": kl + seed * 0.01}, "wall_time_s": 1.0, "grad_evals": 10})
-    report.build(tmp_path, plots=False, log=lambda m: None)
+    report.build(tmp_path, columns=COLUMNS, plots=False, log=lambda m: None)
     summary = pd.read_csv(tmp_path / "summary.csv")
     # two configurations, two rows, each the mean of its own seeds (never 0.2, the mean of both)
     means = dict(zip(summary.sampler, summary.value))
@@ -695,26 +698,47 @@ def test_report_on_a_folder_of_only_corrupt_records_says_they_are_corrupt(tmp_pa
     (tmp_path / "records").mkdir()
     (tmp_path / "records" / "0123456789abcdef0123.json").write_text("{bad")
     said: list[str] = []
-    assert report.build(tmp_path, plots=False, log=said.append) is None
+    assert report.build(tmp_path, columns=COLUMNS, plots=False, log=said.append) is None
     assert "0123456789abcdef0123.json" in said[0] and "(1 corrupt, named above)" in said[-1]
 
 
 def test_report_says_which_profiles_it_left_out(tmp_path):
     for profile, seed in (("quick", 0), ("quick", 1), ("default", 0)):
-        s = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, seed, profile)
-        runner.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
+        s = records.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, seed, profile)
+        records.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
                                        "metrics": {"kl": 0.1}, "wall_time_s": 1.0, "grad_evals": 10})
     said: list[str] = []
-    assert report.build(tmp_path, plots=False, log=said.append) is not None
+    assert report.build(tmp_path, columns=COLUMNS, plots=False, log=said.append) is not None
     assert any("report of profile 'default'; left out: 2 quick record(s)" in m for m in said), said
 
 
 def test_report_without_plots_keeps_the_figures_already_drawn_listed(tmp_path):
-    s = runner.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "default")
-    runner.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
+    s = records.RunSpec.make("gauss-corr-2d", "sgld", {"lr": 0.01}, 0, "default")
+    records.write_record(tmp_path, {"key": s.key, "config": s.config(), "status": "ok",
                                    "metrics": {"kl": 0.1}, "wall_time_s": 1.0, "grad_evals": 10})
     (tmp_path / "sweep_gauss-corr-2d.png").write_bytes(b"\x89PNG")
     (tmp_path / "leaderboard.md").write_text("# old\n\n## Figures\n\n![sweep_gauss-corr-2d](sweep_gauss-corr-2d.png)\n"
                                              "![gone](gone.png)\n")
-    text = report.build(tmp_path, plots=False, log=lambda m: None).read_text()
+    text = report.build(tmp_path, columns=COLUMNS, plots=False, log=lambda m: None).read_text()
     assert "![sweep_gauss-corr-2d](sweep_gauss-corr-2d.png)" in text and "gone.png" not in text
+
+
+# --------------------------------------------------------------------------- the sampler lineup
+def test_every_builtin_sampler_has_one_lineup_entry_and_no_entry_is_stale():
+    """benchmarks/configs/samplers.toml lists the built-ins (those sgmcmc registers itself): a new
+    built-in gets its table there, and a table whose sampler is gone is an error."""
+    import sgmcmc
+
+    builtins = {n for n in sgmcmc.available() if lineup.is_builtin(n)}
+    listed = set(lineup.entries())
+    assert builtins == listed, f"built-ins {sorted(builtins)}, samplers.toml lists {sorted(listed)}"
+    assert lineup.builtin_samplers()[: len(listed)] == tuple(lineup.entries())  # display order: the file's
+    assert "samplers" not in grid.load_configs()  # the lineup is not a task
+    assert grid.default_samplers() == lineup.builtin_samplers()
+
+
+def test_a_sampler_not_in_the_lineup_sorts_last_with_a_colour_of_its_own():
+    other = lineup.style("mypkg.mod:Mine")
+    assert other == lineup.style("mypkg.mod:Mine") and other["color"] not in {e.color for e in lineup.entries().values()}
+    assert lineup.display_rank("mypkg.mod:Mine") == len(lineup.entries()) > lineup.display_rank("sgd")
+    assert not lineup.is_builtin("tests.plugin_sampler:Plugin") and lineup.is_builtin("sgld")

@@ -1,4 +1,4 @@
-"""Exact math of every built-in sampler: with a fixed generator, steps equal the DESIGN.md formulas
+"""Exact math of every built-in sampler: with a fixed generator, steps equal the docs/contract.md formulas
 computed here by hand; plus the base class's bookkeeping (buckets, skipped parameters, finite
 check, validation messages, state dict).
 

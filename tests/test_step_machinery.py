@@ -1,8 +1,8 @@
-"""``Sampler.step`` machinery: the noise drawn on a background thread (``overlap_noise``), the lean
-path around torch.optim's hook/profiler wrapper, and the cached grouping of parameters.
+"""``Sampler.step`` machinery: the noise drawn in blocks from parallel streams, the lean path around
+torch.optim's hook/profiler wrapper, and the cached grouping of parameters.
 
-Every test here can fail: the overlapped chain is compared bit for bit with the in-line one, hooks
-are counted, the profiler's event is looked for, and the thread count is read back.
+Every test here can fail: chains are compared bit for bit, hooks are counted, the profiler's event
+is looked for, and the thread count is read back.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sgmcmc import NonFiniteGradientError
 
 NOISY = ["sgld", "psgld", "sghmc", "underdamped"]
 ALL = NOISY + ["sgd"]
+BLOCK = sgmcmc._noise.NOISE_BLOCK_NUMEL
 
 
 def _params(seed=0):
@@ -30,10 +31,10 @@ def _params(seed=0):
     ]
 
 
-def _chain(name, overlap, steps=30, generator=True, seed=7):
+def _chain(name, steps=30, generator=True, seed=7, threads=None):
     params = _params()
     kw = {"generator": torch.Generator().manual_seed(seed)} if generator else {}
-    opt = sgmcmc.get(name)(params, 0.01, num_data=50, overlap_noise=overlap, **kw)
+    opt = sgmcmc.get(name)(params, 0.01, num_data=50, **kw)
     if not generator:
         torch.manual_seed(seed)
     g = torch.Generator().manual_seed(99)
@@ -46,100 +47,58 @@ def _chain(name, overlap, steps=30, generator=True, seed=7):
     return [p.detach().clone() for p in params]
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", NOISY)
 @pytest.mark.parametrize("generator", [True, False], ids=["explicit-generator", "global-generator"])
-def test_overlapped_noise_gives_the_same_chain_to_the_bit(name, generator):
-    inline = _chain(name, overlap=False, generator=generator)
-    overlapped = _chain(name, overlap=True, generator=generator)
-    auto = _chain(name, overlap=None, generator=generator)  # small tensors: auto draws in line
-    for a, b, c in zip(inline, overlapped, auto):
-        assert torch.equal(a, b) and torch.equal(a, c)
-    if name != "sgd":
-        assert not torch.equal(inline[0], _chain(name, overlap=True, generator=generator, seed=8)[0])
-
-
-def _big_chain(name, overlap, steps=4):
-    g = torch.Generator().manual_seed(5)
-    shapes = [(300, 300), (10,), (200, 400), (7,)]  # noise segments: [0], [1, 2], [3]
-    params = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in shapes]
-    opt = sgmcmc.get(name)(params, 1e-3, num_data=50, overlap_noise=overlap, generator=torch.Generator().manual_seed(1))
-    for _ in range(steps):
-        for p in params:
-            p.grad = torch.randn(p.shape, generator=g) + p.detach()
-        opt.step()
-    return [p.detach().clone() for p in params], opt
+def test_the_chain_depends_on_the_seed_and_only_on_it(name, generator):
+    a, b = _chain(name, generator=generator), _chain(name, generator=generator)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    assert not torch.equal(a[0], _chain(name, generator=generator, seed=8)[0])
 
 
 @pytest.mark.parametrize("name", NOISY)
-def test_segmented_noise_overlapped_gives_the_same_chain_to_the_bit(name):
-    inline, opt = _big_chain(name, overlap=False)
-    buf, _views, segments, _draws = opt._noise_entry(list(opt.param_groups[0]["params"]))
-    assert [(lo, hi) for _flat, lo, hi in segments] == [(0, 1), (1, 3), (3, 4)]
-    overlapped, _ = _big_chain(name, overlap=True)
-    for a, b in zip(inline, overlapped):
-        assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("name", NOISY)
-def test_overlap_restores_the_thread_count_and_leaves_no_draw_running(name):
+def test_a_parallel_draw_restores_the_thread_count_and_a_refused_step_changes_nothing(name):
     threads = torch.get_num_threads()
-    params = _params()
-    opt = sgmcmc.get(name)(params, 0.01, num_data=50, overlap_noise=True)
+    params = [torch.nn.Parameter(torch.zeros(3 * BLOCK)), torch.nn.Parameter(torch.zeros(5))]
+    opt = sgmcmc.get(name)(params, 0.01, num_data=50)
     for p in params:
         p.grad = torch.ones_like(p)
-    opt.step()
-    assert torch.get_num_threads() == threads
-    assert opt._overlap_job is None
+    try:
+        torch.set_num_threads(2)
+        opt.step()  # three blocks, drawn by this thread and a pool thread
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
     params[1].grad[3] = float("nan")
     before = [p.detach().clone() for p in params]
     with pytest.raises(NonFiniteGradientError):
         opt.step()
-    assert torch.get_num_threads() == threads
-    assert opt._overlap_job is None
     assert all(torch.equal(b, p) for b, p in zip(before, params))
 
 
-def test_auto_overlap_switches_on_for_large_cpu_buckets_with_threads_to_spare(monkeypatch):
-    params = [torch.nn.Parameter(torch.zeros(1 << 17))]
-    params[0].grad = torch.zeros(1 << 17)
-    opt = sgmcmc.SGLD(params, 0.01, num_data=10, overlap_noise=None)
-    assert sgmcmc.SGLD(params, 0.01, num_data=10).overlap_noise is False  # opt-in
-    started = []
-    real = sgmcmc.base._NoiseWorker.submit
-    monkeypatch.setattr(sgmcmc.base._NoiseWorker, "submit", lambda self, job: (started.append(job), real(self, job)))
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        opt.step()
-        assert len(started) == 1
-        torch.set_num_threads(1)
-        opt.step()
-        assert len(started) == 1  # one torch thread: nothing to overlap with
-    finally:
-        torch.set_num_threads(threads)
-    assert float(params[0].detach().std()) > 0
+def test_overlap_noise_is_refused_as_removed():
+    with pytest.raises(TypeError, match="overlap_noise= is no longer accepted: it was removed"):
+        sgmcmc.SGLD([torch.nn.Parameter(torch.zeros(2))], 0.1, num_data=1, overlap_noise=False)
 
 
-def test_overlap_noise_rejects_a_non_boolean():
-    with pytest.raises(sgmcmc.HyperparameterError, match="overlap_noise='yes'"):
-        sgmcmc.SGLD([torch.nn.Parameter(torch.zeros(2))], 0.1, num_data=1, overlap_noise="yes")
+@pytest.mark.parametrize("method", ["_update_noise", "_noise_std"])
+def test_a_sampler_defining_a_removed_split_update_method_is_refused(method):
+    """Nothing calls ``_update_noise`` any more: a sampler relying on it would silently lose its noise."""
+    with pytest.raises(TypeError, match=f"defines {method}, which sgmcmc no longer calls"):
+        type("Split", (sgmcmc.SGLD,), {method: lambda self, *a: None})
 
 
 class InlineSGLD(sgmcmc.Sampler):
-    """SGLD written the simple way: the noise drawn inside ``_update`` (no ``_update_noise``),
-    declared so that an overlapped step draws it on the stepping thread while this waits."""
-
-    def _noise_std(self, group):
-        return self.noise_scale(group)
+    """SGLD written the simple way: the drift, then the noise drawn with ``_noise``."""
 
     def _update(self, group, params, grads):
         torch._foreach_add_(params, grads, alpha=-group["lr"])
         torch._foreach_add_(params, self._noise(params, std=self.noise_scale(group)))
 
 
-def _inline_chain(cls, overlap, steps=20):
-    params = _params()
-    opt = cls(params, 0.01, num_data=50, overlap_noise=overlap, generator=torch.Generator().manual_seed(3))
+def _inline_chain(cls, steps=20, big=False):
+    params = _params() + ([torch.nn.Parameter(torch.zeros(2 * BLOCK + 3))] if big else [])
+    opt = cls(params, 0.01, num_data=50, generator=torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(99)
     for _ in range(steps):
         for p in params:
@@ -148,44 +107,21 @@ def _inline_chain(cls, overlap, steps=20):
     return [p.detach().clone() for p in params]
 
 
-def test_a_subclass_overriding_update_alone_does_not_inherit_declared_noise():
-    class OwnNoise(sgmcmc.SGLD):  # draws at twice the scale; SGLD's _noise_std/_update_noise do not apply
+def test_a_subclass_overriding_update_draws_its_own_noise():
+    class OwnNoise(sgmcmc.SGLD):  # draws at twice the scale
         def _update(self, group, params, grads):
             torch._foreach_add_(params, self._noise(params, std=2 * self.noise_scale(group)))
 
     p = torch.nn.Parameter(torch.zeros(1 << 17))
     p.grad = torch.zeros(1 << 17)
-    OwnNoise([p], 0.5, num_data=1, overlap_noise=True).step()
+    OwnNoise([p], 0.5, num_data=1).step()
     assert float(p.detach().std()) == pytest.approx(2.0, rel=0.02)  # std 2 sqrt(2 * 0.5): not 1 + 1
 
 
-def test_a_sampler_drawing_inside_update_gets_the_same_chain_overlapped():
-    for a, b in zip(_inline_chain(InlineSGLD, False), _inline_chain(InlineSGLD, True)):
+@pytest.mark.parametrize("big", [False, True], ids=["one-block", "several-streams"])
+def test_a_sampler_drawing_inside_update_is_the_builtin_sgld_to_the_bit(big):
+    for a, b in zip(_inline_chain(InlineSGLD, big=big), _inline_chain(sgmcmc.SGLD, big=big)):
         assert torch.equal(a, b)
-    # and it is SGLD: the same chain as the built-in one, to the bit
-    for a, b in zip(_inline_chain(InlineSGLD, True), _inline_chain(sgmcmc.SGLD, True)):
-        assert torch.equal(a, b)
-
-
-def test_a_sampler_whose_declared_noise_differs_from_its_draw_is_told_so():
-    class Wrong(InlineSGLD):
-        def _noise_std(self, group):
-            return 2 * super()._noise_std(group)
-
-    p = torch.nn.Parameter(torch.zeros(4))
-    p.grad = torch.zeros(4)
-    with pytest.raises(RuntimeError, match="_noise_std declared"):
-        Wrong([p], 0.1, num_data=1, overlap_noise=True).step()
-
-    class Forgetful(InlineSGLD):
-        def _noise_std(self, group):
-            return self.noise_scale(group)
-
-        def _update(self, group, params, grads):
-            torch._foreach_add_(params, grads, alpha=-group["lr"])  # declares noise, never draws it
-
-    with pytest.raises(RuntimeError, match="never drew"):
-        Forgetful([p], 0.1, num_data=1, overlap_noise=True).step()
 
 
 # ---------------------------------------------------------------------- hooks and the profiler
@@ -281,25 +217,32 @@ def test_bucket_cache_follows_grads_appearing_disappearing_and_new_groups():
     assert torch.equal(a.detach(), -3.5 * torch.ones(2))
 
 
-def _forked_step(queue):
-    p = torch.nn.Parameter(torch.zeros(1 << 10))
-    p.grad = torch.zeros(1 << 10)
-    sgmcmc.SGLD([p], 0.01, num_data=1, overlap_noise=True).step()
-    queue.put(float(p.detach().abs().sum()))
+def _forked_draw(queue):
+    # the sampler's draw alone, and no intra-op parallel op (a fill, the drift, a sum over 3 blocks):
+    # one could hang in a child forked from a parent whose OpenMP team exists (libgomp), which is not
+    # what this test is about
+    import os
+
+    p = torch.nn.Parameter(torch.empty(3 * BLOCK))
+    opt = sgmcmc.SGLD([p], 0.01, num_data=1, generator=torch.Generator().manual_seed(0))
+    (noise,) = opt._noise([p], 1.0)
+    pool = sgmcmc._noise._POOL
+    queue.put((float(noise[-100:].abs().sum()),
+               torch.get_num_threads() < 2 or (pool is not None and pool.pid == os.getpid())))
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
-def test_the_noise_thread_is_rebuilt_in_a_forked_child():
-    opt, _ = _one_param_opt()
-    opt.overlap_noise = True
-    opt.step()  # the parent's noise thread exists now
+def test_the_draw_pool_is_rebuilt_in_a_forked_child():
+    (noise,), _ = _sgld_noise([3 * BLOCK], threads=2)  # the parent's pool threads exist now
+    assert float(noise.abs().sum()) > 0 and sgmcmc._noise.draw_pool().size >= 1
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
-    child = ctx.Process(target=_forked_step, args=(queue,))
+    child = ctx.Process(target=_forked_draw, args=(queue,))
     child.start()
     child.join(timeout=60)
     assert child.exitcode == 0
-    assert queue.get(timeout=5) > 0
+    total, own_pool = queue.get(timeout=5)
+    assert total > 0 and own_pool
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -331,7 +274,7 @@ def test_a_sampler_survives_deepcopy_and_pickle_and_continues_the_same_chain(nam
 def test_the_noise_thread_leaves_the_thread_count_of_new_threads_alone():
     import threading
 
-    sgmcmc.base._noise_worker()  # exists (started by an earlier test or now)
+    sgmcmc._noise.draw_pool()  # exists (started by an earlier test or now)
     seen = []
     t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
     t.start()
@@ -395,31 +338,30 @@ def test_bucket_cache_follows_a_parameter_changing_shape():
 
 
 @pytest.mark.parametrize("name", NOISY)
-@pytest.mark.parametrize("overlap", [False, True], ids=["inline", "overlapped"])
-def test_a_refused_step_leaves_the_generator_as_it_was(name, overlap):
-    """A NaN gradient refused by the worker of an overlapped step must not use up random numbers the
-    in-line step never draws: after it the chain is the in-line chain, to the bit."""
-    def chain(overlap):
+def test_a_refused_step_leaves_the_generator_as_it_was(name):
+    """A NaN gradient is refused before any draw: after it the chain is the chain without it, to the bit."""
+    def chain(refuse):
         g = torch.Generator().manual_seed(3)
-        shapes = [(300, 300), (200, 400)]  # two noise segments, both drawn while the worker checks
+        shapes = [(300, 300), (200, 400)]  # several noise blocks and streams
         params = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in shapes]
         gen = torch.Generator().manual_seed(1)
-        opt = sgmcmc.get(name)(params, 1e-3, num_data=50, overlap_noise=overlap, generator=gen)
+        opt = sgmcmc.get(name)(params, 1e-3, num_data=50, generator=gen)
         for t in range(4):
             for p in params:
                 p.grad = torch.randn(p.shape, generator=g) + p.detach()
             if t == 2:
-                params[1].grad[7, 7] = float("nan")
-                state = gen.get_state()
-                with pytest.raises(NonFiniteGradientError):
-                    opt.step()
-                assert torch.equal(gen.get_state(), state)
+                if refuse:
+                    params[1].grad[7, 7] = float("nan")
+                    state = gen.get_state()
+                    with pytest.raises(NonFiniteGradientError):
+                        opt.step()
+                    assert torch.equal(gen.get_state(), state)
                 for p in params:
                     p.grad = torch.randn(p.shape, generator=g) + p.detach()
             opt.step()
         return [p.detach().clone() for p in params]
 
-    for a, b in zip(chain(False), chain(overlap)):
+    for a, b in zip(chain(False), chain(True)):
         assert torch.equal(a, b)
 
 
@@ -449,7 +391,6 @@ def test_meta_parameters_step_with_the_finiteness_check_on():
 
 
 # ---------------------------------------------------------------- noise streams (CPU block draws)
-BLOCK = sgmcmc.base.NOISE_BLOCK_NUMEL
 
 
 def _sgld_noise(numels, seed=1, threads=None, steps=1, **kw):
@@ -538,20 +479,20 @@ def test_a_bad_saved_noise_stream_state_is_refused_and_changes_nothing():
 
 
 @pytest.mark.parametrize("name", NOISY)
-def test_a_refused_overlapped_first_step_leaves_the_streams_unseeded(name):
-    # in line, a NaN gradient is refused before any draw; overlapped, the draw has started: both
-    # must leave every stream (and the seeding of new ones) as if the step never happened
-    def chain(overlap):
+def test_a_refused_first_step_leaves_the_streams_unseeded(name):
+    # a NaN gradient is refused before any draw: every stream (and the seeding of new ones) is left
+    # as if the step never happened
+    def chain(refuse):
         g = torch.Generator().manual_seed(2)
         params = [torch.nn.Parameter(torch.randn(3 * BLOCK, generator=g)), torch.nn.Parameter(torch.zeros(3))]
-        opt = sgmcmc.get(name)(params, 1e-3, num_data=50, overlap_noise=overlap,
-                               generator=torch.Generator().manual_seed(4))
-        for p in params:
-            p.grad = torch.ones_like(p)
-        params[1].grad[0] = float("nan")
-        with pytest.raises(NonFiniteGradientError):
-            opt.step()
-        assert opt._streams == []
+        opt = sgmcmc.get(name)(params, 1e-3, num_data=50, generator=torch.Generator().manual_seed(4))
+        if refuse:
+            for p in params:
+                p.grad = torch.ones_like(p)
+            params[1].grad[0] = float("nan")
+            with pytest.raises(NonFiniteGradientError):
+                opt.step()
+            assert opt._streams == []
         for t in range(3):
             for p in params:
                 p.grad = torch.randn(p.shape, generator=g) * 0.1 + p.detach()
@@ -564,7 +505,7 @@ def test_a_refused_overlapped_first_step_leaves_the_streams_unseeded(name):
 
 def test_a_parallel_draw_waits_for_its_helpers_and_leaves_no_draw_running():
     draws = [(torch.empty(BLOCK), torch.Generator().manual_seed(k)) for k in range(6)]
-    sgmcmc.base._BlockDraw(draws, 2.0)(helpers=3)
+    sgmcmc._noise.BlockDraw(draws, 2.0)(helpers=3)
     for k, (flat, _g) in enumerate(draws):
         assert torch.equal(flat, torch.empty(BLOCK).normal_(0.0, 2.0, generator=torch.Generator().manual_seed(k)))
-    assert sgmcmc.base._noise_worker().size >= 3
+    assert sgmcmc._noise.draw_pool().size >= 3

@@ -83,7 +83,7 @@ def test_a_subset_run_does_not_overwrite_the_published_figure(argv, drawn, inter
     monkeypatch.chdir(tmp_path)
     asked = []
 
-    class Done(mod.runner.GridSummary):
+    class Done(mod.executors.GridSummary):
         def line(self):
             return "0 runs"
 
@@ -91,8 +91,8 @@ def test_a_subset_run_does_not_overwrite_the_published_figure(argv, drawn, inter
         asked.extend(specs)
         return Done(interrupted=interrupted)
 
-    monkeypatch.setattr(mod.runner, "execute", execute)
-    monkeypatch.setattr(mod.runner, "load_records", lambda d: [_record(s) for s in asked])
+    monkeypatch.setattr(mod.executors, "execute", execute)
+    monkeypatch.setattr(mod.records, "load_records", lambda d: [_record(s) for s in asked])
     drawn_at = []
     monkeypatch.setattr(mod, "plot", lambda summary, samplers, path: drawn_at.append(str(path)) or path)
     assert mod.main(argv) == code

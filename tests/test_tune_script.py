@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks import runner
+from benchmarks import executors, grid, records
 from tests.conftest import load_script
 
 
@@ -16,23 +16,23 @@ def test_then_test_runs_each_samplers_best_validation_candidate(monkeypatch, cap
     cands = [("sgd", {"lr": 0.1}), ("sgd", {"lr": 0.3}), ("sgd", {"lr": 1.0}),
              ("sghmc", {"lr": 0.01, "friction": 0.1}), ("sghmc", {"lr": 0.03, "friction": 0.1})]
     nll = {0.1: 0.05, 0.3: 0.04, 1.0: 2.3, 0.01: 0.037, 0.03: 0.036}
-    specs = [runner.RunSpec.make("mnist-cnn", s, {**h, "evaluate_on": "validation"}, 100, "full", "tuning")
+    specs = [records.RunSpec.make("mnist-cnn", s, {**h, "evaluate_on": "validation"}, 100, "full", "tuning")
              for s, h in cands]
-    records = [{"key": spec.key, "config": spec.config(), "status": "ok", "metrics": {"nll": nll[spec.hyper_dict["lr"]]}}
+    recs = [{"key": spec.key, "config": spec.config(), "status": "ok", "metrics": {"nll": nll[spec.hyper_dict["lr"]]}}
                for spec in specs]
-    records.append({**records[2], "status": "diverged", "metrics": {}})  # a failed run is never chosen
+    recs.append({**recs[2], "status": "diverged", "metrics": {}})  # a failed run is never chosen
     ran = []
-    monkeypatch.setattr(runner, "execute", lambda test_specs, opts, jobs, log: (
-        ran.append((test_specs, opts)), runner.GridSummary())[1])
+    monkeypatch.setattr(executors, "execute", lambda test_specs, opts, jobs, log: (
+        ran.append((test_specs, opts)), executors.GridSummary())[1])
     args = SimpleNamespace(task="mnist-cnn", profile="full", then_test="/tmp/x", threads=None, device="cpu", jobs=1)
-    assert mod.then_test(args, specs, records) == 0
+    assert mod.then_test(args, specs, recs) == 0
     test_specs, opts = ran[0]
     assert opts.results_dir == "/tmp/x"
     chosen = {(s.sampler, s.hyper_dict["lr"]) for s in test_specs}
     assert chosen == {("sgd", 0.3), ("sghmc", 0.03)}
-    assert sorted({s.seed for s in test_specs}) == list(range(runner.DEFAULT_SEEDS["full"]))
+    assert sorted({s.seed for s in test_specs}) == list(range(grid.DEFAULT_SEEDS["full"]))
     # the records are the ones `run mnist --profile full` makes once the config names these candidates
-    config_rows = {s.key for s in runner.build_grid("mnist", "full", ["sgd", "sghmc"], tasks=["mnist-cnn"],
+    config_rows = {s.key for s in grid.build_grid("mnist", "full", ["sgd", "sghmc"], tasks=["mnist-cnn"],
                                                     configs={"mnist-cnn": {"prior": "isotropic", "prior_sd": 1.0,
                                                                            "sgd": {"lr": 0.3},
                                                                            "sghmc": {"lr": 0.03, "friction": 0.1}}})}
@@ -57,7 +57,7 @@ def test_then_test_runs_each_samplers_best_validation_candidate(monkeypatch, cap
 ])
 def test_bad_arguments_exit_2_before_any_run(script, argv, message, monkeypatch, capsys, tmp_path):
     mod = load_script(script)
-    monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.setattr(executors, "execute", lambda *a, **k: pytest.fail("a run started"))
     with pytest.raises(SystemExit) as exc:
         mod.main([*argv, "--results-dir", str(tmp_path)])
     assert exc.value.code == 2 and message in capsys.readouterr().err

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Callable
 
 import numpy as np
 
+from ..records import atomic_write
 from .core import CorruptFileError, array_sha256, check_arrays
 
 
@@ -32,29 +31,11 @@ def cache_path(cache_dir: Path, dataset: str, split: str) -> Path:
     return cache_dir / f"{dataset}-{split}.npz"
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write ``path`` through ``write(file)`` into a temp file beside it, fsync, then rename over it.
-
-    Readers see the old file or the whole new one, never a partial one; racing writers are safe.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), 0o644)  # mkstemp's 0600 would hide a shared cache from other users
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write(path: Path, images: np.ndarray, labels: np.ndarray, meta: dict) -> None:
     """Cache uint8 ``images`` and ``labels`` with ``meta`` (their source, location, sha256, num_skipped)."""
     meta_json = np.array(json.dumps(meta, sort_keys=True))
-    atomic_write(path, lambda file: np.savez(file, images=images, labels=labels, meta=meta_json))
+    # 0644 whatever the umask: a shared cache is read by other users
+    atomic_write(path, lambda file: np.savez(file, images=images, labels=labels, meta=meta_json), mode=0o644)
 
 
 def read(path: Path, expected_sha256: str) -> tuple[np.ndarray, np.ndarray, dict] | None:

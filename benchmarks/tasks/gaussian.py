@@ -18,7 +18,8 @@ error of a finite run at the task's fixed budget: that is the accuracy a user ge
 Protocol (per profile, the same for every sampler): ``steps`` gradient evaluations per chain, the
 first ``burn_in`` discarded, then every ``thin``-th state kept. The kept draws (all chains pooled)
 give the fitted Gaussian (mean, covariance) compared with the truth; the per-chain traces give the
-bulk ESS and split R-hat.
+bulk ESS and split R-hat. The steps run in the loop every family shares (:class:`.base.SamplingLoop`),
+with :class:`GaussianLoop`'s hooks: every chain's analytic gradient, each kept state into a trace.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import numpy as np
 import torch
 
 from .. import metrics as M
-from .base import Diverged, Metric, RunContext, RunResult, Stopwatch, Task, build_sampler, check_profile
+from .base import (Diverged, Metric, RunContext, RunResult, SamplingLoop, Task, build_sampler, check_profile,
+                   sampler_label)
 
 #: chains, steps (gradient evaluations per chain), burn_in, thin
 TOY_PROFILES = {
@@ -73,6 +75,23 @@ class GaussianTarget:
 def _rotation(d: int, gen: torch.Generator) -> torch.Tensor:
     q, r = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
     return q * torch.sign(torch.diagonal(r))
+
+
+class GaussianLoop(SamplingLoop):
+    """The toy tasks' hooks: the analytic gradient of every chain (:meth:`GaussianTask.grad_`, its
+    minibatch indices, if any, from ``gen``), and a kept state copied into ``trace`` [kept, chains, d]."""
+
+    def __init__(self, task: "GaussianTask", theta: torch.Tensor, gen: torch.Generator, sampler, keep: list[bool],
+                 ctx: RunContext, desc: str, **loop_options) -> None:
+        super().__init__(sampler, keep, ctx, desc, **loop_options)
+        self.task, self.theta, self.gen = task, theta, gen
+        self.trace = torch.empty(sum(keep), *theta.shape, dtype=theta.dtype, device=theta.device)
+
+    def gradient(self, t, batch):
+        self.task.grad_(self.theta, self.theta.grad, self.gen)
+
+    def consume(self, t):
+        self.trace[self.kept] = self.theta
 
 
 #: task-wide keys of the toy tasks (``--hyper cycles=40 --hyper keep_last=0.25``): a cyclical
@@ -186,31 +205,16 @@ class GaussianTask(Task):
         keep = sum(keep_at)
         if keep < 2:
             raise ValueError(f"the protocol keeps {keep} draw(s) a chain; ESS and R-hat need >= 2: {proto}, {opts}")
-        trace = torch.empty(keep, chains, self.target.dim, dtype=dtype, device=ctx.device)
-        watch = Stopwatch()
-        bar = ctx.progress(steps, f"{self.name} {sampler_cls.name or sampler_cls.__name__}")
-        kept, chunk = 0, max(steps // 100, 1)
-        with torch.no_grad(), watch:
-            for t in range(steps):
-                self.grad_(theta, theta.grad, gen)
-                try:
-                    sampler.step()
-                except FloatingPointError as exc:  # sgmcmc.NonFiniteGradientError
-                    raise Diverged(t, str(exc)) from exc
-                if schedule is not None:
-                    schedule.step()
-                if keep_at[t]:
-                    trace[kept] = theta
-                    kept += 1
-                if (t + 1) % chunk == 0:
-                    bar.update(chunk)
-        bar.close()
+        loop = GaussianLoop(self, theta, gen, sampler, keep_at, ctx, f"{self.name} {sampler_label(sampler_cls)}",
+                            schedule=schedule, grads_per_step=chains)
+        done = loop.run()
+        trace = loop.trace
         if not bool(torch.isfinite(trace).all()):
             raise Diverged(steps, "non-finite parameters in the kept draws")
         return RunResult(
-            metrics=self.evaluate(trace, watch.total, steps * chains),
-            grad_evals=steps * chains,
-            sampling_time_s=watch.total,
+            metrics=self.evaluate(trace, done.sampling_time_s, done.grad_evals),
+            grad_evals=done.grad_evals,
+            sampling_time_s=done.sampling_time_s,
         )
 
     def fit_metrics(self, trace: torch.Tensor, seconds: float,

@@ -4,10 +4,10 @@ One run trains (samples) a network on the 50,000 MNIST training images and compu
 from the same posterior predictive, so the `mnist` and `ood` suites never train twice.
 
 Model: U(theta) = -sum_i log p(y_i | x_i, theta) - log p(theta) with a Gaussian prior on every
-weight and bias. The minibatch loss handed to the sampler is the DESIGN.md contract
+weight and bias. The minibatch loss handed to the sampler is the docs/contract.md contract
 ``L_hat = mean_batch CE + (-log p(theta)) / N``; the prior term's gradient theta / (sigma^2 N) is added
-to ``p.grad`` with one foreach op rather than through autograd. Two priors, recorded in every row:
-``prior = "isotropic"``: N(0, prior_sd^2) on every parameter (DESIGN.md's baseline, prior_sd = 1);
+to ``p.grad`` with one in-place add per parameter tensor rather than through autograd. Two priors, recorded in every row:
+``prior = "isotropic"``: N(0, prior_sd^2) on every parameter (docs/contract.md's baseline, prior_sd = 1);
 ``prior = "fanin"``: N(0, prior_sd^2 / fan_in) per layer (a He-style prior: the same scale in
 function space whatever the layer width; biases get prior_sd^2).
 
@@ -33,13 +33,17 @@ cycles=10``) the number of cycles, for ablations and for tuning the protocol on 
 ``lr_decay_to`` (default 1: a constant step) decays the step size geometrically over the run, from
 ``lr`` at the first step to ``lr * lr_decay_to`` at the last (``torch.optim.lr_scheduler.LambdaLR``
 stepped every iteration; every kept sample weighs the same in the predictive).
+
+The steps run in the loop every family shares (:class:`.base.SamplingLoop`); :class:`MNISTLoop`
+supplies this family's hooks (the minibatch gradient, the cyclical temperature, the weight trace and
+the running predictive).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -49,7 +53,8 @@ import torch.nn.functional as F
 from .. import metrics as M
 from ..data import Batches
 from ..models import build_model
-from .base import Diverged, Metric, RunContext, RunResult, Stopwatch, Task, build_sampler, check_profile
+from .base import (Diverged, Metric, RunContext, RunResult, SamplingLoop, Task, build_sampler, check_profile, keep_every,
+                   sampler_label)
 
 MNIST_PROFILES = {
     "quick": dict(epochs=2, burn_in_epochs=1, thin=100, batch_size=100, cycles=0, explore=0.0),
@@ -177,6 +182,70 @@ def _prior_precisions(model: torch.nn.Module, prior: str, prior_sd: float) -> li
     return out
 
 
+class MNISTLoop(SamplingLoop):
+    """The MNIST family's hooks of the shared loop (:class:`SamplingLoop`).
+
+    ``gradient``: the minibatch loss ``mean_batch CE + (-log p(theta)) / N`` by autograd for the
+    cross-entropy, the prior's gradient theta / (sigma^2 N) added with one op per tensor;
+    ``before_step``: the cyclical protocol's temperature switch (0 in a cycle's exploration stage,
+    the row's own in its sampling stage); ``after_step``: one traced weight every ``trace_every``
+    steps; ``consume``: a kept sample's softmax on every evaluation input (timed apart) added to the
+    running posterior predictive ``prob_sum``, its own predictions kept as ``last_probs``; a
+    collapsed network raises :class:`Diverged`.
+    """
+
+    autograd = True
+
+    def __init__(self, model: torch.nn.Module, params: list[torch.Tensor], precisions: list[float], num_data: int,
+                 eval_x: torch.Tensor, sampler, keep: list[bool], ctx: RunContext, desc: str, *,
+                 cycle: tuple[int, int] = (0, 0), traced: tuple[torch.Tensor, int, int] | None = None,
+                 **loop_options) -> None:
+        super().__init__(sampler, keep, ctx, desc, **loop_options)
+        self.model, self.params, self.precisions, self.num_data = model, params, precisions, num_data
+        self.shape = (-1, *model.input_shape)
+        self.eval_x = eval_x
+        self.cycle_len, self.explore_steps = cycle
+        if self.cycle_len:
+            self.temperatures = [g["temperature"] for g in sampler.param_groups]
+        self.traced, self.trace_every, length = traced if traced is not None else (None, 1, 0)
+        self.weight_trace = torch.empty(length, device=eval_x.device)
+        self.prob_sum = torch.zeros(len(eval_x), 10, dtype=torch.float64, device=eval_x.device)
+        self.last_probs: torch.Tensor | None = None
+
+    def gradient(self, t, batch):
+        xb, yb = batch
+        params = self.params
+        for p in params:
+            p.grad = None
+        loss = F.cross_entropy(self.model(xb.reshape(self.shape)), yb)
+        loss.backward()
+        grads = [p.grad for p in params]
+        for g, p, prec in zip(grads, params, self.precisions):
+            g.add_(p.detach(), alpha=prec / self.num_data)  # grad of -log p(theta) / N
+
+    def before_step(self, t):
+        if self.cycle_len:
+            pos = t % self.cycle_len  # this step's place in its cycle
+            if pos == 0 or pos == self.explore_steps:  # exploration (T = 0) starts / sampling starts
+                for group, temp in zip(self.sampler.param_groups, self.temperatures):
+                    group["temperature"] = 0.0 if pos < self.explore_steps else temp
+
+    def after_step(self, t):
+        if self.traced is not None and t % self.trace_every == 0:
+            self.weight_trace[t // self.trace_every] = self.traced.detach().reshape(-1)[0]
+
+    def consume(self, t):
+        with self.eval_watch:
+            self.last_probs = probs = MNISTTask._predict(self.model, self.eval_x)
+            spread = float(probs.std(0).max())
+            if spread < COLLAPSED_STD:
+                raise Diverged(t + 1, f"collapsed: the network gives every input the same class "
+                                      f"probabilities (largest std over inputs {spread:.1e} < "
+                                      f"{COLLAPSED_STD:.0e}): its units are dead, typically "
+                                      f"after a step size too large")
+            self.prob_sum += probs
+
+
 class MNISTTask(Task):
     """A network on MNIST; accuracy, calibration and OOD detection from one posterior predictive."""
 
@@ -256,78 +325,39 @@ class MNISTTask(Task):
         steps_per_epoch = num_data // bs
         total = proto["epochs"] * steps_per_epoch
         burn_in = proto["burn_in_epochs"] * steps_per_epoch
-        weight_trace = torch.empty(total // trace_every, device=device)
 
         eval_x = torch.cat([data.test_x, *data.ood.values()]).reshape(shape)
         sizes = [len(data.test_x)] + [len(v) for v in data.ood.values()]
-        prob_sum = torch.zeros(len(eval_x), 10, dtype=torch.float64, device=device)
-        last_probs = None
-        kept = 0
-        train_watch, eval_watch = Stopwatch(), Stopwatch()
-        bar = ctx.progress(total, f"{self.name} {sampler_cls.name or sampler_cls.__name__}")
-        step = 0
         batches = Batches(data.train_x, data.train_y, bs, generator=gen)
         schedule = None
         cycle_len, explore_steps = _cycle_plan(proto, total)
         if cycle_len:
             schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(sampler, T_0=cycle_len)
-            temperatures = [g["temperature"] for g in sampler.param_groups]
-        elif decay_to != 1.0:
-            rate = math.log(decay_to) / max(total - 1, 1)
-            schedule = torch.optim.lr_scheduler.LambdaLR(sampler, lambda t: math.exp(rate * min(t, total - 1)))
-        for _epoch in range(proto["epochs"]):
-            with train_watch:
-                for xb, yb in batches:
-                    for p in params:
-                        p.grad = None
-                    loss = F.cross_entropy(model(xb.reshape(shape)), yb)
-                    loss.backward()
-                    grads = [p.grad for p in params]
-                    for g, p, prec in zip(grads, params, precisions):
-                        g.add_(p.detach(), alpha=prec / num_data)  # grad of -log p(theta) / N
-                    if cycle_len:
-                        pos = step % cycle_len  # this step's place in its cycle
-                        if pos == 0 or pos == explore_steps:  # exploration (T = 0) starts / sampling starts
-                            for group, temp in zip(sampler.param_groups, temperatures):
-                                group["temperature"] = 0.0 if pos < explore_steps else temp
-                    try:
-                        sampler.step()
-                    except FloatingPointError as exc:
-                        raise Diverged(step, str(exc)) from exc
-                    if schedule is not None:
-                        schedule.step()
-                    if step % trace_every == 0:
-                        weight_trace[step // trace_every] = traced.detach().reshape(-1)[0]
-                    step += 1
-                    if cycle_len:
-                        keep = pos >= explore_steps and (cycle_len - 1 - pos) % thin == 0
-                    else:
-                        keep = step > burn_in and (step - burn_in) % thin == 0
-                    if keep:
-                        with eval_watch:
-                            last_probs = self._predict(model, eval_x)
-                            spread = float(last_probs.std(0).max())
-                            if spread < COLLAPSED_STD:
-                                raise Diverged(step, f"collapsed: the network gives every input the same class "
-                                                     f"probabilities (largest std over inputs {spread:.1e} < "
-                                                     f"{COLLAPSED_STD:.0e}): its units are dead, typically "
-                                                     f"after a step size too large")
-                            prob_sum += last_probs
-                            kept += 1
-                bar.update(steps_per_epoch)
-        bar.close()
-        if kept == 0:
+            # a sample every thin steps of each cycle's sampling stage, the last at the cycle's end
+            keep = [t % cycle_len >= explore_steps and (cycle_len - 1 - t % cycle_len) % thin == 0
+                    for t in range(total)]
+        else:
+            if decay_to != 1.0:
+                rate = math.log(decay_to) / max(total - 1, 1)
+                schedule = torch.optim.lr_scheduler.LambdaLR(sampler, lambda t: math.exp(rate * min(t, total - 1)))
+            keep = keep_every(total, burn_in, thin)
+        loop = MNISTLoop(model, params, precisions, num_data, eval_x, sampler, keep, ctx,
+                         f"{self.name} {sampler_label(sampler_cls)}", schedule=schedule,
+                         batches=itertools.chain.from_iterable(batches for _epoch in range(proto["epochs"])),
+                         progress_every=steps_per_epoch, cycle=(cycle_len, explore_steps),
+                         traced=(traced, trace_every, total // trace_every))
+        done = loop.run()
+        if done.kept == 0:
             raise ValueError(f"protocol keeps no sample: {proto}")
-        predictive = (prob_sum / kept).cpu().numpy()
+        predictive = (loop.prob_sum / done.kept).cpu().numpy()
         if not np.isfinite(predictive).all():
-            raise Diverged(step, "non-finite predictive probabilities")
-        metrics = self.evaluate(predictive, last_probs.double().cpu().numpy(), data.test_y.cpu().numpy(), sizes,
+            raise Diverged(done.steps, "non-finite predictive probabilities")
+        metrics = self.evaluate(predictive, loop.last_probs.double().cpu().numpy(), data.test_y.cpu().numpy(), sizes,
                                 list(data.ood))
-        metrics.update(train_time_s=train_watch.total - eval_watch.total, eval_time_s=eval_watch.total,
-                       samples=kept)
+        metrics.update(train_time_s=done.sampling_time_s, eval_time_s=done.eval_time_s, samples=done.kept)
         artifacts = self.artifacts(predictive, data.test_y.cpu().numpy(), sizes, list(data.ood),
-                                   weight_trace.cpu().numpy(), trace_every)
-        return RunResult(metrics=metrics, grad_evals=total, sampling_time_s=train_watch.total - eval_watch.total,
+                                   loop.weight_trace.cpu().numpy(), trace_every)
+        return RunResult(metrics=metrics, grad_evals=done.grad_evals, sampling_time_s=done.sampling_time_s,
                          artifacts=artifacts)
 
     @staticmethod
@@ -384,102 +414,3 @@ MNIST_TASKS: tuple[MNISTTask, ...] = (
               "LeNet-style CNN (conv32-pool-conv64-pool-fc200) on MNIST; same protocol and evaluation",
               relative_cost=200.0),  # ~13 min
 )
-
-
-# --------------------------------------------------------------------------- figures (used by report)
-def plot_figures(frame, records: list[dict], results_dir: Path) -> list[Path]:
-    """The blog's two figures, a reliability diagram per sampler and ROC curves, per MNIST task."""
-    import matplotlib.pyplot as plt
-
-    out = []
-    by_key = {r["key"]: r for r in records}
-    for task in [t.name for t in MNIST_TASKS if t.name in set(frame.task)]:
-        from ..report import _row_order, figure_styles, row_label, sampler_style, save_figure
-
-        sub = frame[(frame.task == task) & (frame.status == "ok") & (frame.seed == 0)]
-        rows = [(row_label(r.sampler, r.variant, r.hyper_label, sub), by_key[r.key].get("artifacts", {}))
-                for r in sorted(sub.itertuples(), key=lambda r: (_row_order(r.sampler, r.variant), r.hyper_label))]
-        rows = [(label, a) for label, a in rows if a]
-        if not rows:
-            continue
-        styles = figure_styles([label for label, _a in rows])
-        # 1. one weight over steps, SGD against SGLD (and the rest), and its distribution in a window;
-        #    tuned rows only (none in a study of overrides: no figure)
-        traced_rows = [(label, a) for label, a in rows if "weight_trace" in a and "[" not in label]
-        fig, (ax_t, ax_h) = plt.subplots(1, 2, figsize=(12, 4))
-        for label, a in traced_rows:
-            vals = np.asarray(a["weight_trace"]["values"])
-            steps = np.arange(len(vals)) * a["weight_trace"]["every"]
-            color = sampler_style(label)["color"]
-            ax_t.plot(steps, vals, lw=0.7, label=label, color=color)
-            window = vals[-len(vals) // 5:]
-            if np.ptp(window) < 1e-3:  # a point (SGD): a line, not a density spike that hides the rest
-                ax_h.axvline(window.mean(), color=color, lw=2, label=f"{label} (a point)")
-            else:
-                ax_h.hist(window, bins=min(40, max(5, len(window) // 4)), density=True, histtype="step", lw=1.5,
-                          color=color, label=label)
-        ax_t.set_xlabel("step")
-        ax_t.set_ylabel("value of one weight (layer 2)")
-        ax_t.set_title("one weight over the run")
-        ax_h.set_xlabel("weight value")
-        ax_h.set_title("its distribution over the last 20 % of steps")
-        if traced_rows:
-            ax_h.legend(fontsize=8)
-            ax_t.legend(fontsize=8)
-        traced = {label for label, _a in traced_rows}
-        fig.suptitle(f"{task}: " + ("SGD converges to a point, the samplers explore" if "sgd" in traced
-                                    else "one weight of each sampler's chain"))
-        fig.tight_layout()
-        if traced_rows:
-            out.append(save_figure(fig, results_dir / f"{task}_weight.png"))
-        else:
-            plt.close(fig)
-        # 2. top predicted probability on notMNIST, every sampler
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for label, a in rows:
-            h = a["maxprob_hist"]
-            centers = 0.5 * (np.asarray(h["bins"][1:]) + np.asarray(h["bins"][:-1]))
-            counts = np.asarray(h["counts"]["notmnist"], dtype=float)
-            style = styles[label]
-            ax.plot(centers, counts / counts.sum(), marker=".", label=label, color=style["color"], ls=style["ls"])
-        ax.set_yscale("log")
-        ax.set_xlabel("top predicted probability on a notMNIST letter")
-        ax.set_ylabel("fraction of letters")
-        ax.set_title(f"{task}: how sure is the network that a letter is a digit?")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        out.append(save_figure(fig, results_dir / f"{task}_notmnist_confidence.png"))
-        # 3. reliability diagrams
-        n = len(rows)
-        cols = min(n, 4)
-        fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(3.2 * cols, 3.2 * math.ceil(n / cols)), squeeze=False)
-        for ax, (label, a) in zip(axes.flat, rows):
-            r = a["reliability"]
-            lo, hi = np.asarray(r["bin_lower"]), np.asarray(r["bin_upper"])
-            acc, count = np.asarray(r["accuracy"], dtype=float), np.asarray(r["count"])
-            ax.bar(lo, np.where(count > 0, acc, 0), width=hi - lo, align="edge", edgecolor="k", alpha=0.7)
-            ax.plot([0, 1], [0, 1], "r--", lw=1)
-            ax.set_title(label, fontsize=9)
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.set_xlabel("confidence (top probability)", fontsize=8)
-            ax.set_ylabel("accuracy", fontsize=8)
-        for ax in list(axes.flat)[n:]:
-            ax.axis("off")
-        fig.suptitle(f"{task}: reliability (accuracy per confidence bin)")
-        fig.tight_layout()
-        out.append(save_figure(fig, results_dir / f"{task}_reliability.png"))
-        # 4. ROC curves MNIST vs notMNIST
-        fig, ax = plt.subplots(figsize=(5.5, 5))
-        for label, a in rows:
-            roc = a["roc_notmnist"]
-            style = styles[label]
-            ax.plot(roc["fpr"], roc["tpr"], label=label, color=style["color"], ls=style["ls"])
-        ax.plot([0, 1], [0, 1], "k:", lw=1)
-        ax.set_xlabel("false positive rate (MNIST flagged)")
-        ax.set_ylabel("true positive rate (notMNIST flagged)")
-        ax.set_title(f"{task}: OOD detection by predictive entropy")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        out.append(save_figure(fig, results_dir / f"{task}_roc.png"))
-    return out

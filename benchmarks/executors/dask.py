@@ -3,7 +3,7 @@
 ``python -m benchmarks run ... --executor dask`` starts a :class:`~distributed.LocalCluster` on
 loopback (``--jobs`` worker processes, one thread each) and closes it afterwards;
 ``--executor dask --scheduler tcp://host:8786`` submits to an existing cluster and leaves it running.
-Each task is :func:`benchmarks.runner.run_one` on a worker, which writes that run's record
+Each task is :func:`benchmarks.executors.run_one` on a worker, which writes that run's record
 atomically into the results directory, so the results directory must be one path that every
 worker and the client see (a shared filesystem, mounted at the same path everywhere). The client
 reports each run as it completes (``on_record``), in completion order.
@@ -33,13 +33,14 @@ Decisions, each one a property the tests check:
   scheduler with ``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1`` for the same behaviour).
 * **Ctrl-C** cancels the queued runs, closes the client and the LocalCluster we started (never a
   cluster we were pointed at) and re-raises :class:`KeyboardInterrupt`, so
-  :func:`benchmarks.runner.execute` marks the summary interrupted. Finished runs keep their records.
+  :func:`benchmarks.executors.execute` marks the summary interrupted. Finished runs keep their records.
   Dask cannot stop a task that is already running: on an existing cluster such a run finishes on
   its worker and writes its record after the client has gone (a rerun then finds it, or reruns it
   if it had not finished yet).
 
 Dask is optional: ``pip install "sgmcmc-bench[dask]"``. Without it :func:`require_dask` raises
-:class:`DaskUnavailableError`, whose message names that command.
+:class:`DaskUnavailableError`, whose message names that command. That is why dask and distributed
+are imported inside the functions that use them (and this module only for ``--executor dask``).
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import threading
 import time
 from collections import Counter
 from typing import Callable
 
-from . import runner
-from .runner import RunOptions, RunSpec
+from ..records import RunSpec, died_record, git_commit, write_record
+from .run import DaskError, DaskUnavailableError, RunOptions, cpu_threads_per_worker, run_one
 
 #: the address schemes of dask's comms that reach a scheduler on another process or host
 SCHEDULER_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
@@ -63,14 +65,6 @@ INSTALL_HINT = 'pip install "sgmcmc-bench[dask]"'
 LOCAL_ALLOWED_FAILURES = 1
 #: on an existing cluster, say so every this many seconds while no worker is connected and runs wait
 STALL_LOG_S = 60.0
-
-
-class DaskError(RuntimeError):
-    """The dask executor cannot start: dask missing, or the scheduler cannot be reached."""
-
-
-class DaskUnavailableError(DaskError, ImportError):
-    """``dask.distributed`` is not installed."""
 
 
 def require_dask():
@@ -87,6 +81,8 @@ def require_dask():
 
 
 # --------------------------------------------------------------------------- on the worker
+# This module is imported only for ``--executor dask`` (see :func:`benchmarks.executors.execute`); the
+# plugin's base class comes from dask, which is optional: without it the class is a plain object.
 try:
     from distributed import WorkerPlugin as _WorkerPlugin
 except ImportError:  # dask is optional; require_dask() says how to install it
@@ -100,8 +96,6 @@ class IgnoreSigint(_WorkerPlugin):
     name = "sgmcmc-bench-ignore-sigint"
 
     def setup(self, worker) -> None:
-        import signal
-
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -120,12 +114,12 @@ def _this_host() -> str | None:
 
 
 def run_on_worker(spec: RunSpec, opts: RunOptions, workers_by_host: dict[str, int] | None = None) -> dict:
-    """The dask task: :func:`runner.run_one` with a thread count fitted to this worker's host."""
+    """The dask task: :func:`run_one` with a thread count fitted to this worker's host."""
     if not opts.threads:
         per_host = (workers_by_host or {}).get(_this_host() or "")
-        opts = dataclasses.replace(opts, threads=runner.cpu_threads_per_worker(per_host) if per_host else 1)
+        opts = dataclasses.replace(opts, threads=cpu_threads_per_worker(per_host) if per_host else 1)
     with _RUN_LOCK:
-        return runner.run_one(spec, opts)
+        return run_one(spec, opts)
 
 
 # --------------------------------------------------------------------------- on the client
@@ -136,28 +130,28 @@ def workers_by_host(workers) -> dict[str, int]:
     return dict(Counter(get_address_host(addr) for addr in workers))
 
 
-def died_record(spec: RunSpec, exc: BaseException) -> dict:
-    """The ``failed`` record the client writes for a run whose worker died (:func:`runner.died_record`)."""
+def dask_died_record(spec: RunSpec, exc: BaseException) -> dict:
+    """The ``failed`` record the client writes for a run whose worker died (:func:`records.died_record`)."""
     from distributed import KilledWorker
 
     if isinstance(exc, KilledWorker):
         why = f"worker died while running it ({type(exc).__name__}: {exc})"
     else:
         why = f"{type(exc).__name__}: {exc}"
-    return runner.died_record(spec, f"{why}; run the same command again to retry", device="dask worker (died)")
+    return died_record(spec, f"{why}; run the same command again to retry", device="dask worker (died)")
 
 
 def check_workers(client, log: Callable[[str], None]) -> None:
     """Every worker present must import this project (else a task cannot even be unpickled there and the
     client would wait for ever); a worker on another commit is reported."""
-    probe = "(lambda r: (r.SCHEMA_VERSION, r.git_commit()))(__import__('benchmarks.runner').runner)"
+    probe = "(lambda r: (r.SCHEMA_VERSION, r.git_commit()))(__import__('benchmarks.records').records)"
     answers = client.run(eval, probe, on_error="return")
     broken = {w: a for w, a in answers.items() if isinstance(a, BaseException)}
     if broken:
         detail = "; ".join(f"{w}: {type(a).__name__}: {a}" for w, a in sorted(broken.items()))
         raise DaskError(f"{len(broken)} of {len(answers)} dask worker(s) cannot import sgmcmc-bench ({detail}); "
                         f"install it on every worker (`pip install -e .` in the same checkout, at the same path)")
-    mine = runner.git_commit()
+    mine = git_commit()
     other = sorted({a[1] for a in answers.values() if a[1] != mine}, key=str)
     if other:
         log(f"dask: warning: worker(s) run commit(s) {', '.join(map(str, other))}, this client {mine}; "
@@ -186,7 +180,7 @@ def execute_dask(todo: list[RunSpec], opts: RunOptions, *, jobs: int, scheduler:
     stop = threading.Event()
     try:
         if scheduler is None:
-            opts = dataclasses.replace(opts, threads=opts.threads or runner.cpu_threads_per_worker(jobs))
+            opts = dataclasses.replace(opts, threads=opts.threads or cpu_threads_per_worker(jobs))
             with dask.config.set({"distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES}):
                 # everything on loopback: the scheduler, the workers, and the scheduler's HTTP routes
                 # (which listen on 8787 even without a dashboard unless given an address)
@@ -258,8 +252,8 @@ def execute_dask(todo: list[RunSpec], opts: RunOptions, *, jobs: int, scheduler:
             try:
                 record = fut.result()
             except Exception as exc:  # the worker died (KilledWorker) or could not run the task at all
-                record = died_record(spec, exc)
-                runner.write_record(opts.results_dir, record)
+                record = dask_died_record(spec, exc)
+                write_record(opts.results_dir, record)
             fut.release()
             on_record(record)
             if queue:

@@ -1,0 +1,67 @@
+"""Records -> one pandas frame, and how its rows are named and ordered (shared by the report's
+tables and the figures, so a sampler's row reads and sorts the same in both)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import lineup
+
+
+def hyper_label(hyper: dict) -> str:
+    """``k=v, ...`` of a run's hyperparameters but the temperature (its own column), sorted by key."""
+    parts = []
+    for k in sorted(hyper):
+        if k == "temperature":
+            continue
+        v = hyper[k]
+        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+    return ", ".join(parts)
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per record: configuration columns, status, wall time, gradient evaluations, metrics."""
+    rows = []
+    for rec in records:
+        cfg = rec["config"]
+        hyper = cfg.get("hyper", {})
+        row = {
+            "task": cfg["task"], "sampler": cfg["sampler"], "variant": cfg.get("variant", "tuned"),
+            "seed": cfg["seed"], "profile": cfg["profile"], "hyper_label": hyper_label(hyper),
+            "lr": hyper.get("lr", np.nan), "temperature": float(hyper.get("temperature", 1.0)),
+            "status": rec["status"], "wall_time_s": rec.get("wall_time_s", np.nan),
+            "grad_evals": rec.get("grad_evals", np.nan), "key": rec["key"],
+        }
+        for k, v in rec["metrics"].items():
+            if v is None or isinstance(v, (int, float)):
+                row[k] = np.nan if v is None else float(v)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def row_order(sampler: str, variant: str) -> tuple:
+    """Built-in samplers in their display order (:mod:`benchmarks.lineup`), then others by name;
+    the tuned row before variants."""
+    return (variant != "tuned", lineup.display_rank(sampler), sampler, variant)
+
+
+def _custom_label(sampler: str, hyper_label: str, frame: pd.DataFrame) -> str:
+    """``sampler [custom]``, or, when the sampler was run with several ``--hyper`` overrides,
+    ``sampler [custom: k=v, ...]`` with the keys in which they differ, so that distinct
+    configurations are ranked apart rather than averaged into one row."""
+    labels = sorted(set(frame.hyper_label[(frame.sampler == sampler) & (frame.variant == "custom")]))
+    if len(labels) < 2:
+        return f"{sampler} [custom]"
+    parsed = [dict(part.partition("=")[::2] for part in label.split(", ") if part) for label in labels]
+    mine = parsed[labels.index(hyper_label)]
+    keys = sorted({k for d in parsed for k in d if any(e.get(k) != d.get(k) for e in parsed)})
+    return f"{sampler} [custom: " + ", ".join(f"{k}={mine.get(k, '-')}" for k in keys) + "]"
+
+
+def row_label(sampler: str, variant: str, hyper_label: str, frame: pd.DataFrame) -> str:
+    """How a row is named in the summary and the figures: the sampler (its tuned row), ``sampler
+    [custom...]`` (see :func:`_custom_label`) or ``sampler [variant]``."""
+    if variant == "tuned":
+        return sampler
+    return _custom_label(sampler, hyper_label, frame) if variant == "custom" else f"{sampler} [{variant}]"

@@ -1,0 +1,160 @@
+"""Configs and command-line choices -> the grid of run specs.
+
+The tuned hyperparameters live in ``benchmarks/configs/*.toml`` (one table per task, one entry per
+sampler; ``samplers.toml`` is the sampler lineup, :mod:`benchmarks.lineup`, not a task).
+:func:`build_grid` turns a suite, a profile and the CLI's choices (samplers, seeds, ``--hyper``
+overrides, ``--tasks``) into :class:`~benchmarks.records.RunSpec` s: tuned rows x seeds, labelled
+extra rows (e.g. tempered posteriors) x seeds, and the step-size sweeps.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+import sgmcmc
+
+from . import lineup
+from .records import RunSpec
+from .tasks import all_tasks, get_task, suites, tasks_for
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_SEEDS = {"quick": 1, "default": 3, "full": 5}
+#: hyperparameter keys of a config table that are not sampler hyperparameters
+_CONFIG_META = ("sweep", "extra", "note")
+#: top-level tables of the config files that are not tasks (the sampler lineup, :mod:`benchmarks.lineup`)
+NOT_TASKS = ("samplers",)
+
+
+def default_samplers() -> tuple[str, ...]:
+    """The samplers a suite runs when ``--samplers`` is not given: the built-ins, in display order."""
+    return lineup.builtin_samplers()
+
+
+def longest_first(specs: list[RunSpec]) -> list[RunSpec]:
+    """``specs`` with the costliest tasks first (``Task.relative_cost``), otherwise in order."""
+    return sorted(specs, key=lambda spec: -get_task(spec.task).relative_cost)
+
+
+def load_configs(config_dir: str | os.PathLike = CONFIG_DIR) -> dict[str, dict]:
+    """task name -> its table from the TOML files of ``config_dir`` (each task in one file)."""
+    out: dict[str, dict] = {}
+    origin: dict[str, Path] = {}
+    for path in sorted(Path(config_dir).glob("*.toml")):
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"config {path}: {exc}") from exc
+        for task, table in data.items():
+            if task in NOT_TASKS:
+                continue
+            if task in out:
+                raise ValueError(f"task {task!r} is configured in both {origin[task]} and {path}")
+            out[task], origin[task] = table, path
+    return out
+
+
+def task_wide_keys(task_cfg: dict) -> dict:
+    """A config table's task-wide keys: its scalars (e.g. the prior), the same for every sampler."""
+    return {k: v for k, v in task_cfg.items() if k not in _CONFIG_META and not isinstance(v, (dict, list))}
+
+
+def hyper_for(task_cfg: dict, sampler: str) -> dict:
+    """The tuned hyperparameters of ``sampler`` on a task, after the task-wide keys (a scalar at
+    the task's level, e.g. its prior: the same for every sampler). A sampler with no entry of its
+    own (a user's ``module:Class``) starts from sgld's lr, which means the same for every sampler."""
+    task_wide = task_wide_keys(task_cfg)
+    if sampler in task_cfg:
+        return {**task_wide, **{k: v for k, v in task_cfg[sampler].items() if k not in _CONFIG_META}}
+    if "sgld" in task_cfg:
+        return {**task_wide, "lr": task_cfg["sgld"]["lr"]}
+    raise ValueError(f"no hyperparameters configured for {sampler!r} and no sgld entry to start from")
+
+
+def check_overrides(overrides: dict[str, Any], samplers: Iterable[str], tasks: Iterable[Any]) -> None:
+    """``--hyper KEY=VALUE`` before any run: every key must be a task-wide key of every selected task
+    or a hyperparameter of every selected sampler there, in its valid range; else a ValueError
+    naming the key, the value and the valid ones (the CLI exits 2 and nothing runs)."""
+    if not overrides:
+        return
+    if "num_data" in overrides:
+        raise ValueError("--hyper num_data: N is set by each task (the size of its data set), not by --hyper")
+    tasks = list(tasks)
+    for name in samplers:
+        cls = sgmcmc.get(name)
+        own = cls.all_hypers()
+        for task in tasks:
+            valid = sorted((set(own) - {"num_data"}) | set(task.task_keys))
+            unknown = [k for k in overrides if k not in valid]
+            if unknown:
+                raise ValueError(f"--hyper {', '.join(unknown)}: not a hyperparameter of {name} on {task.name}; "
+                                 f"valid: {', '.join(valid)}")
+        for key, value in overrides.items():
+            if key in own:
+                try:
+                    own[key].check(cls.__name__, key, value)
+                except sgmcmc.HyperparameterError as exc:
+                    raise ValueError(f"--hyper {key}: {exc}") from None
+    for task in tasks:
+        task_opts = {k: v for k, v in overrides.items() if k in task.task_keys}
+        if task_opts:
+            try:
+                task.check_task_keys(task_opts)
+            except ValueError as exc:
+                raise ValueError(f"--hyper on {task.name}: {exc}") from None
+
+
+def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, seeds: int | None = None,
+               sweep: bool = True, overrides: dict | None = None,
+               configs: dict[str, dict] | None = None, tasks: Iterable[str] | None = None) -> list[RunSpec]:
+    """Every run of ``suite`` under ``profile``: tuned rows x seeds, labelled extra rows
+    (e.g. tempered posteriors) x seeds, and, for tasks with a ``sweep``, the step-size sweep
+    (the tuned lr times each factor, seed 0)."""
+    configs = load_configs() if configs is None else configs
+    seeds = DEFAULT_SEEDS[profile] if seeds is None else seeds
+    names = list(samplers) if samplers else list(default_samplers())
+    overrides = overrides or {}
+    specs: list[RunSpec] = []
+    selected = tasks_for(suite, profile)
+    if tasks is not None:
+        wanted = list(tasks)
+        if not wanted:
+            raise ValueError(f"--tasks names no task; valid for suite {suite!r} in profile {profile!r}: "
+                             f"{', '.join(t.name for t in selected)}")
+        names_in_suite = [t.name for t in selected]
+        unknown = [t for t in wanted if t not in names_in_suite]
+        if unknown:
+            known, in_suite = all_tasks(), suites().get(suite, [])
+            elsewhere = [f"{t} runs only in profile(s) {', '.join(known[t].profiles)}" for t in unknown
+                         if t in known and t in in_suite]
+            elsewhere += [f"{t} is in suite(s) {', '.join(n for n, ts in suites().items() if t in ts and n != 'all')}"
+                          for t in unknown if t in known and t not in in_suite]
+            raise ValueError(f"unknown task(s) {', '.join(unknown)} for suite {suite!r} in profile {profile!r}; "
+                             f"valid: {', '.join(names_in_suite)}" + (f" ({'; '.join(elsewhere)})" if elsewhere else ""))
+        selected = [t for t in selected if t.name in wanted]
+    check_overrides(overrides, names, selected)
+    for task in selected:
+        cfg = configs.get(task.name, {})
+        for name in names:
+            hyper = {**hyper_for(cfg, name), **overrides}
+            variant = "custom" if overrides else "tuned"
+            specs += [RunSpec.make(task.name, name, hyper, s, profile, variant) for s in range(seeds)]
+            if sweep and not overrides and "sweep" in cfg:
+                for factor in cfg["sweep"]:
+                    if factor == 1.0:
+                        continue  # the tuned seed-0 run is the sweep's centre point
+                    swept = {**hyper, "lr": hyper["lr"] * factor}
+                    specs.append(RunSpec.make(task.name, name, swept, 0, profile, "sweep"))
+        for extra in cfg.get("extra", []):
+            if extra["sampler"] in names and not overrides:
+                hyper = {k: v for k, v in extra.items() if k not in ("sampler", "label", "note")}
+                hyper = {**hyper_for(cfg, extra["sampler"]), **hyper}
+                specs += [RunSpec.make(task.name, extra["sampler"], hyper, s, profile, extra["label"])
+                          for s in range(seeds)]
+    return specs
