@@ -98,7 +98,7 @@ import torch  # noqa: E402
 
 import sgmcmc  # noqa: E402
 from benchmarks.executors import seed_everything  # noqa: E402
-from benchmarks.tasks import gaussian as gaussian_module  # noqa: E402
+from benchmarks.tasks import base as task_base  # noqa: E402
 from benchmarks.tasks.base import RunContext, Stopwatch  # noqa: E402
 from benchmarks.tasks.gaussian import IsotropicGaussian  # noqa: E402
 
@@ -123,7 +123,7 @@ class CPUStopwatch(Stopwatch):
         self.cpu_total += time.process_time() - self._c0
 
 
-gaussian_module.Stopwatch = CPUStopwatch  # this process only: GaussianTask._run times its loop with it
+task_base.Stopwatch = CPUStopwatch  # this process only: the SamplingLoop times its loop with it (created last)
 
 
 class Iso64(IsotropicGaussian):

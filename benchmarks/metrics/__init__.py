@@ -13,7 +13,9 @@ here (``from benchmarks import metrics as M; M.kl_gaussian``):
 - :mod:`.classification`, classification and out-of-distribution metrics (``probs``: [n, K]
   predictive probabilities whose rows sum to 1; ``labels``: integers [n]): accuracy, nll, brier,
   ece, reliability_curve, predictive_entropy, max_probability, ood_metrics, roc_curve_ood,
-  classification_metrics.
+  classification_metrics;
+- :mod:`.reference`, scores against a reference posterior (HMC): agreement, total_variation,
+  standardized_mean_error, log_sd_ratio.
 
 Conventions for MCMC draws: an array shaped [chains, draws, dim] (or [chains, draws] for a
 scalar quantity). Per-coordinate results have shape [dim] (shape () for [chains, draws] input).
@@ -24,7 +26,7 @@ This package imports nothing else from ``benchmarks``: numpy, scipy, scikit-lear
 
 from __future__ import annotations
 
-from . import classification, diagnostics, distances
+from . import classification, diagnostics, distances, reference
 from .classification import (
     NLL_CLIP, accuracy, brier, classification_metrics, ece, max_probability, nll, ood_metrics, predictive_entropy,
     reliability_curve, roc_curve_ood,
@@ -34,5 +36,6 @@ from .diagnostics import (
     mode_switches, split_rhat,
 )
 from .distances import kl_gaussian, mahalanobis_mean_error, marginal_variance_error, wasserstein2_gaussian
+from .reference import agreement, log_sd_ratio, standardized_mean_error, total_variation
 
-__all__ = [*distances.__all__, *diagnostics.__all__, *classification.__all__]
+__all__ = [*distances.__all__, *diagnostics.__all__, *classification.__all__, *reference.__all__]

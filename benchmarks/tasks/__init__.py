@@ -20,8 +20,14 @@ def _mnist_tasks() -> tuple[Task, ...]:
     return MNIST_TASKS
 
 
+def _reference_tasks() -> tuple[Task, ...]:
+    from .reference import REFERENCE_TASKS
+
+    return REFERENCE_TASKS
+
+
 def all_tasks() -> dict[str, Task]:
-    return {t.name: t for t in (*TOY_TASKS, *_mnist_tasks())}
+    return {t.name: t for t in (*TOY_TASKS, *_mnist_tasks(), *_reference_tasks())}
 
 
 #: suite name -> description; "ood" is computed by the same runs as "mnist" (no second training)
