@@ -5,7 +5,7 @@
 Every sampler gets the same protocol: three step sizes in half-decades around its family's usual
 scale, one run each (seed 100, the default profile, ``evaluate_on = "validation"``: the validation
 split, never the test images the reference is scored on); while the best is at an edge of what was
-tried, the next half-decade beyond that edge is run (at most four times). Rule: the lowest
+tried, the next half-decade beyond that edge is run (at most twice). Rule: the lowest
 validation NLL among runs that finished (ok), which is then bracketed by a worse (or diverged) step
 on both sides unless the extensions ran out. Records go to results/tuning/reference; the choices belong in configs/reference.toml.
 """
@@ -49,6 +49,8 @@ def main(argv=None) -> int:
         status = max(status, execute(specs, opts, jobs=args.jobs).exit_status)
         nll = validation_nll(load_records(args.results_dir))
         extended = False
+        if _round == MAX_EXTENSIONS:
+            break
         for (task, sampler), grid in grids.items():
             scores = {lr: nll.get((task, sampler, lr), float("nan")) for lr in grid}
             best = min(grid, key=lambda lr: scores[lr] if scores[lr] == scores[lr] else float("inf"))
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
     return status
 
 
-MAX_EXTENSIONS = 4
+MAX_EXTENSIONS = 2
 
 
 def next_step(lr: float, up: bool) -> float:
@@ -100,7 +102,8 @@ def report(tasks: list[str], grids: dict, nll: dict) -> None:
             grid = sorted(grid)
             scores = [nll.get((task, sampler, lr), float("nan")) for lr in grid]
             i = min(range(len(grid)), key=lambda k: scores[k] if scores[k] == scores[k] else float("inf"))
-            bracketed = 0 < i < len(grid) - 1
+            ran = [lr for lr, v in zip(grid, scores) if v == v]
+            bracketed = min(ran) < grid[i] < max(ran)
             cells = " ".join(f"{lr:.3g}:{v:.4f}" for lr, v in zip(grid, scores))
             print(f"  {sampler:12s} {cells}  -> lr {grid[i]:.3g} ({'bracketed' if bracketed else 'at the edge'})")
 
