@@ -112,6 +112,6 @@ def test_quick_end_to_end_digits(tmp_path):
     for r in records:
         assert r["status"] == "ok"
         assert 0 < r["metrics"]["tv"] < 1 and 0 < r["metrics"]["agreement"] <= 1
-        assert r["grad_evals"] == 50 * (1000 // 50)
+        assert r["grad_evals"] == 25 * (1000 // 50)
     board = (tmp_path / "leaderboard.md").read_text()
     assert "digits-mlp" in board and "TV to HMC" in board

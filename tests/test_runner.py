@@ -180,7 +180,7 @@ def test_failed_run_is_recorded_with_the_error(tmp_path, tiny_profile):
      "explore=0.0 applies to a cyclical protocol only; mnist-mlp has none (valid: the task mnist-mlp-cyclical)"),
     (["run", "cyclical", "--samplers", "sgld", "--hyper", "explore=1"], "explore=1.0 is out of range; valid: [0, 1)"),
     (["run", "cyclical", "--samplers", "sgld", "--hyper", "cycles=7"],
-     "cycles=7.0 does not divide the 1000 steps of mnist-mlp-cyclical's quick profile; valid: a divisor of 1000"),
+     "cycles=7.0 does not divide the 500 steps of mnist-mlp-cyclical's quick profile; valid: a divisor of 500"),
     (["run", "cyclical", "--samplers", "sgld", "--hyper", "lr_decay_to=0.1"],
      "lr_decay_to=0.1 cannot combine with the cyclical protocol of mnist-mlp-cyclical"),
     (["run", "toy", "--device", "gpu"], "unknown device 'gpu'; valid: cpu, cuda, cuda:N, auto"),
@@ -640,16 +640,19 @@ def test_stale_temporary_files_of_killed_record_writes_are_removed_and_fresh_one
 
 
 def test_with_several_jobs_the_costliest_tasks_start_first_and_the_order_is_otherwise_kept():
+    from benchmarks.tasks import get_task
+
     specs = grid.build_grid("all", "full", ["sgld", "sghmc"], seeds=1, sweep=False)
     ordered = grid.longest_first(specs)
     tasks = [s.task for s in ordered]
     assert sorted(ordered, key=lambda s: s.key) == sorted(specs, key=lambda s: s.key)  # the same runs
-    first_toy = next(i for i, t in enumerate(tasks) if not t.startswith("mnist"))
-    assert tasks[:first_toy].count("mnist-cnn") and all(t.startswith("mnist") for t in tasks[:first_toy])
-    assert tasks.index("mnist-cnn") < tasks.index("mnist-mlp")
-    assert not any(t.startswith("mnist") for t in tasks[first_toy:])
-    toy = [s.key for s in specs if not s.task.startswith("mnist")]
-    assert [s.key for s in ordered[first_toy:]] == toy  # stable among equals
+    costs = [get_task(t).relative_cost for t in tasks]
+    assert costs == sorted(costs, reverse=True)  # the costliest first
+    assert tasks[0] == "mnist-cnn" and tasks.index("mnist-cnn") < tasks.index("mnist-mlp")
+    assert tasks.index("mnist-mlp") < tasks.index("mnist-logreg") < tasks.index("gauss-iso-100")
+    for cost in set(costs):  # stable among equals
+        assert [s.key for s in ordered if get_task(s.task).relative_cost == cost] == \
+            [s.key for s in specs if get_task(s.task).relative_cost == cost]
 
 
 def test_git_commit_is_dirty_for_edited_code_but_not_for_the_suites_own_results(tmp_path):

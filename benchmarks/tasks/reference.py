@@ -43,8 +43,8 @@ REFERENCE_DIR = Path(__file__).resolve().parents[1] / "references"
 
 #: per task: batch size and the epochs of each profile (the same number of gradients everywhere)
 PROTOCOLS = {
-    "mnist-logreg": {"batch_size": 100, "epochs": {"quick": 10, "default": 100, "full": 300}},
-    "digits-mlp": {"batch_size": 50, "epochs": {"quick": 50, "default": 500, "full": 1500}},
+    "mnist-logreg": {"batch_size": 100, "epochs": {"quick": 5, "default": 100, "full": 300}},
+    "digits-mlp": {"batch_size": 50, "epochs": {"quick": 25, "default": 500, "full": 1500}},
 }
 BURN_IN_FRACTION = 0.2
 THIN = 10
