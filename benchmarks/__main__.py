@@ -7,31 +7,41 @@ The work is elsewhere: :mod:`benchmarks.grid` (configs -> run specs), :mod:`benc
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
-import sgmcmc
-
-from . import columns, compare, executors, grid, report
+# Only what parsing needs is imported here: ``--help`` and a bad argument answer in a fraction of a
+# second. torch, pandas and the tasks are imported by the command that needs them (cmd_*).
 from .data.cli import add_subcommand as add_data_subcommand
-from .lineup import builtin_samplers
-from .records import records_dir
-from .tasks import all_tasks, suites
-from .tasks.base import PROFILES
+from .profiles import PROFILES
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
+#: the most seeds per configuration (each seed is a run: more is a typo, not a study)
+MAX_SEEDS = 10_000
+#: the most worker processes per core (each run is one process; more only thrash the machine)
+MAX_JOBS_PER_CPU = 4
 
 
-def _positive_int(name: str):
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are two lines (the error, then where help is), not the whole
+    usage block before the one useful line."""
+
+    def error(self, message: str):  # noqa: D401 (argparse's signature)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n(see `{self.prog} --help`)\n")
+
+
+def _positive_int(name: str, maximum: int | None = None):
     def parse(text: str) -> int:
+        valid = f"an integer >= 1" + (f" and <= {maximum}" if maximum is not None else "")
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {value}")
+            raise argparse.ArgumentTypeError(f"{name} must be {valid}, got {text!r}") from None
+        if value < 1 or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"{name} must be {valid}, got {value}")
         return value
 
     return parse
@@ -51,7 +61,7 @@ def _hyper_pair(text: str) -> tuple[str, float | str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=(
+    parser = _Parser(prog="python -m benchmarks", description=(
         "sgmcmc-bench: run SG-MCMC samplers against tasks with known or measurable answers, "
         "and build leaderboard tables from the run records."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,report,compare,data}")
@@ -60,12 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.set_defaults(func=cmd_list)
 
     p_run = sub.add_parser("run", help="run a suite (skips runs that already have a record)")
-    p_run.add_argument("suite", choices=sorted(suites()), help="which suite")
+    # the suites are the tasks' (importing them imports torch): checked in cmd_run, not by argparse
+    p_run.add_argument("suite", help="which suite: all, toy, mnist, ... (`python -m benchmarks list` names "
+                                     "every suite and its tasks)")
     p_run.add_argument("--samplers", default=None,
-                       help=f"comma-separated sampler names or module:Class (default: the built-ins, "
-                            f"{','.join(builtin_samplers())})")
+                       help="comma-separated sampler names or module:Class (default: the built-ins, "
+                            "`python -m benchmarks list` names them)")
     p_run.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks")
-    p_run.add_argument("--seeds", type=_positive_int("--seeds"), default=None,
+    p_run.add_argument("--seeds", type=_positive_int("--seeds", MAX_SEEDS), default=None,
                        help="number of seeds per configuration (default by profile: quick 1, default 3, full 5)")
     p_run.add_argument("--profile", choices=PROFILES, default="default", help="budget profile (default: default)")
     p_run.add_argument("--jobs", type=_positive_int("--jobs"), default=1, help="parallel worker processes")
@@ -113,6 +125,10 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args) -> int:
+    import sgmcmc
+
+    from .tasks import all_tasks, suites
+
     print("samplers:")
     for name in sgmcmc.available():
         cls = sgmcmc.get(name)
@@ -133,7 +149,16 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
+    import sgmcmc
+
+    from . import executors, grid
+    from .records import records_dir
+    from .tasks import suites
+
     parser = args._parser
+    known = suites()
+    if args.suite not in known:
+        parser.error(f"argument suite: invalid choice: {args.suite!r} (choose from {', '.join(sorted(known))})")
     samplers = None
     if args.samplers is not None:
         samplers = list(dict.fromkeys(s.strip() for s in args.samplers.split(",") if s.strip()))
@@ -167,15 +192,11 @@ def cmd_run(args) -> int:
     if twice:
         parser.error(f"--hyper {', '.join(twice)} given more than once; give each key once (a second value "
                      f"would silently win)")
-    folder = records_dir(args.results_dir).resolve()
-    existing = next(q for q in (folder, *folder.parents) if q.exists())  # created only when a run ends
-    if not existing.is_dir():
-        parser.error(f"--results-dir {args.results_dir}: cannot hold the records folder ({existing} is not a directory)")
-    try:  # a folder the records cannot be written under fails now, not after the first run
-        tempfile.TemporaryDirectory(dir=existing, prefix=".sgmcmc-probe-").cleanup()
-    except OSError as exc:
-        parser.error(f"--results-dir {args.results_dir}: cannot create the records folder under {existing} "
-                     f"({exc.strerror or exc})")
+    cores = os.cpu_count() or 1
+    if args.jobs > MAX_JOBS_PER_CPU * cores:
+        parser.error(f"--jobs {args.jobs}: at most {MAX_JOBS_PER_CPU * cores} ({MAX_JOBS_PER_CPU} x the {cores} "
+                     f"core(s) here); each job is a process running one run")
+    _check_writable_folders(parser, args)
     try:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks is not None else None
         specs = grid.build_grid(args.suite, args.profile, samplers, args.seeds, sweep=not args.no_sweep,
@@ -185,6 +206,9 @@ def cmd_run(args) -> int:
     if not specs:
         print(f"suite {args.suite!r} has no runs in profile {args.profile!r}")
         return 0
+    if args.jobs > cores:
+        print(f"warning: --jobs {args.jobs} is more than the {cores} core(s) here: the runs share them "
+              f"and each takes longer", file=sys.stderr)
     opts = executors.RunOptions(results_dir=args.results_dir, device=args.device, data_dir=args.data_dir,
                                 offline=args.offline, show_progress=True)
     print(f"{args.suite} ({args.profile}): {len(specs)} runs, results in {args.results_dir}/records"
@@ -192,8 +216,14 @@ def cmd_run(args) -> int:
     try:
         summary = executors.execute(specs, opts, jobs=args.jobs, force=args.force, executor=args.executor,
                                     scheduler=args.scheduler, log=lambda m: print(m, file=sys.stderr))
-    except executors.TaskNotReady as exc:
+    except executors.TaskNotReady as exc:  # every task that cannot run, each reason with its fix
         print(f"error: {exc}", file=sys.stderr)
+        print(f"nothing was run: {len(exc.problems)} task(s) of the grid cannot run here "
+              f"({', '.join(exc.problems)}); fix the above, or run the others now:", file=sys.stderr)
+        if exc.ready:
+            print(f"  --tasks {','.join(exc.ready)}", file=sys.stderr)
+        else:
+            print("  (none: every task of the grid needs what is missing)", file=sys.stderr)
         return EXIT_USAGE
     except executors.DaskError as exc:  # the dask executor could not start (scheduler unreachable, ...)
         print(f"error: {exc}", file=sys.stderr)
@@ -213,8 +243,32 @@ def cmd_run(args) -> int:
     return summary.exit_status
 
 
+def _check_writable_folders(parser: argparse.ArgumentParser, args) -> None:
+    """Before any run: every folder the run writes (``records/``, and the results folder, where the
+    leaderboard and the figures go, unless ``--no-report``) must take a new file, or its nearest
+    existing parent must (the folders are created when the first record is written)."""
+    from .records import WriteError, check_writable, records_dir
+
+    results = Path(args.results_dir).resolve()
+    folders = [records_dir(results)] + ([] if args.no_report else [results])
+    for folder in folders:
+        existing = next(q for q in (folder, *folder.parents) if q.exists())  # created only when a run ends
+        if not existing.is_dir():
+            what = "the records folder" if folder.name == "records" else "the leaderboard"
+            parser.error(f"--results-dir {args.results_dir}: cannot hold {what} ({existing} is not a directory)")
+        try:
+            check_writable(existing)
+        except WriteError as exc:
+            what = "write into" if existing == folder else f"create {folder} under"
+            parser.error(f"--results-dir {args.results_dir}: cannot {what} {existing} ({exc.strerror}); "
+                         f"choose a folder you can write, e.g. --results-dir ./my-results")
+
+
 def _report(results_dir: str, profile: str | None, plots: bool = True) -> Path | None:
     """The leaderboard of ``results_dir``, each task's columns taken from the tasks."""
+    from . import columns, report
+    from .tasks import all_tasks
+
     return report.build(results_dir, profile=profile, plots=plots, log=lambda m: print(m, file=sys.stderr),
                         columns=columns.of_tasks(all_tasks().values()))
 
@@ -228,13 +282,15 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from . import compare
+
     try:
         result = compare.compare(args.a, args.b, rtol=args.rtol)  # corrupt records: in the report
     except (ValueError, FileNotFoundError) as exc:
         args._parser.error(str(exc))
     print(compare.format_report(result, args.a, args.b, args.rtol, show=args.show))
     if result.compared == 0:
-        print("nothing to compare: no run is in both folders", file=sys.stderr)
+        print(result.nothing_in_both(), file=sys.stderr)
         return 1
     return 1 if result.differ or result.unreadable_a or result.unreadable_b else 0
 
@@ -244,7 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "_parser", None) is None:
         args._parser = parser
-    return args.func(args)
+    try:
+        return args.func(args)
+    except OSError as exc:  # a file the suite could not write (disk full, permission lost): one line, exit 1;
+        # every record finished before is intact (atomic_write). Checked by name: records imports torch.
+        records = sys.modules.get(f"{__package__}.records")
+        if records is None or not isinstance(exc, records.WriteError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -47,10 +47,22 @@ class Comparison:
     provenance_b: dict[str, set] = field(default_factory=dict)
     unreadable_a: list[str] = field(default_factory=list)  # why each corrupt record was skipped
     unreadable_b: list[str] = field(default_factory=list)
+    profiles_a: set = field(default_factory=set)  # the profiles of each side's records
+    profiles_b: set = field(default_factory=set)
 
     @property
     def compared(self) -> int:
         return self.same + len(self.differ)
+
+    def nothing_in_both(self) -> str:
+        """Why no run is in both folders, for the message: a profile mismatch (the profile is part of
+        a run's configuration, so a quick run never matches a default one) is named, with the fix."""
+        if self.profiles_a and self.profiles_b and not (self.profiles_a & self.profiles_b):
+            a, b = ", ".join(sorted(self.profiles_a)), ", ".join(sorted(self.profiles_b))
+            return (f"nothing to compare: no run is in both folders: A holds profile {a} records and B "
+                    f"profile {b} (the profile is part of a run's configuration); rerun B with --profile "
+                    f"{sorted(self.profiles_a)[0]} to compare with A")
+        return "nothing to compare: no run is in both folders"
 
 
 def _equal(a: Any, b: Any, rtol: float) -> bool:
@@ -94,7 +106,9 @@ def compare(a_dir: str | Path, b_dir: str | Path, rtol: float = 0.0,
     recs_a = {r["key"]: r for r in load_records(a_dir, warn=noting(bad_a))}
     recs_b = {r["key"]: r for r in load_records(b_dir, warn=noting(bad_b))}
     out = Comparison(provenance_a=_provenance(list(recs_a.values())), provenance_b=_provenance(list(recs_b.values())),
-                     unreadable_a=bad_a, unreadable_b=bad_b)
+                     unreadable_a=bad_a, unreadable_b=bad_b,
+                     profiles_a={r["config"].get("profile") for r in recs_a.values()},
+                     profiles_b={r["config"].get("profile") for r in recs_b.values()})
     out.only_a = [recs_a[k]["config"] for k in sorted(set(recs_a) - set(recs_b))]
     out.only_b = [recs_b[k]["config"] for k in sorted(set(recs_b) - set(recs_a))]
     for key in sorted(set(recs_a) & set(recs_b)):
@@ -118,7 +132,9 @@ def compare(a_dir: str | Path, b_dir: str | Path, rtol: float = 0.0,
 
 
 def describe(config: dict) -> str:
-    hyper = ", ".join(f"{k}={v}" for k, v in sorted(config.get("hyper", {}).items()))
+    # %.6g: a swept lr (0.003 * 0.1) reads lr=0.0003, not lr=0.00030000000000000003
+    hyper = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in sorted(config.get("hyper", {}).items()))
     variant = config.get("variant")
     return (f"{config['task']} / {config['sampler']} ({hyper}) seed {config['seed']} [{config['profile']}"
             + (f", {variant}" if variant and variant != "tuned" else "") + "]")

@@ -16,7 +16,7 @@ def hyper_label(hyper: dict) -> str:
         if k == "temperature":
             continue
         v = hyper[k]
-        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+        parts.append(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}")  # 0.1 * 0.003: lr=0.0003
     return ", ".join(parts)
 
 

@@ -9,6 +9,7 @@ extra rows (e.g. tempered posteriors) x seeds, and the step-size sweeps.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -42,10 +43,24 @@ def longest_first(specs: list[RunSpec]) -> list[RunSpec]:
     return sorted(specs, key=lambda spec: -get_task(spec.task).relative_cost)
 
 
-def load_configs(config_dir: str | os.PathLike = CONFIG_DIR) -> dict[str, dict]:
-    """task name -> its table from the TOML files of ``config_dir`` (each task in one file)."""
+def sweep_factors(factors: list[float], points: int | None = None) -> list[float]:
+    """The sweep's step-size factors, thinned to ``points`` of them (a profile's ``sweep_points``:
+    the quick smoke profile runs 3) evenly spread over the sorted factors, ends included; all of
+    them when ``points`` is None or not fewer."""
+    factors = sorted(factors)
+    if points is None or points >= len(factors):
+        return factors
+    if points <= 1:
+        return [min(factors, key=lambda f: abs(math.log(f)))]  # the centre (the tuned lr)
+    return [factors[round(i * (len(factors) - 1) / (points - 1))] for i in range(points)]
+
+
+def load_configs(config_dir: str | os.PathLike | None = None, origins: dict[str, Path] | None = None) -> dict[str, dict]:
+    """task name -> its table from the TOML files of ``config_dir`` (each task in one file; default
+    :data:`CONFIG_DIR`); ``origins``, when given, is filled with each task's file."""
+    config_dir = CONFIG_DIR if config_dir is None else config_dir
     out: dict[str, dict] = {}
-    origin: dict[str, Path] = {}
+    origin: dict[str, Path] = {} if origins is None else origins
     for path in sorted(Path(config_dir).glob("*.toml")):
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -77,6 +92,25 @@ def hyper_for(task_cfg: dict, sampler: str) -> dict:
     raise ValueError(f"no hyperparameters configured for {sampler!r} and no sgld entry to start from")
 
 
+#: the largest magnitude a hyperparameter may have: the parameters are float32
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_representable(hyper: dict[str, Any]) -> None:
+    """ValueError unless every number of ``hyper`` is finite in float32 (the parameters' dtype), and
+    so is the Langevin noise's variance 2 lr T (its scale sqrt(2 lr T / N) for any N >= 1)."""
+    for key, value in hyper.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value) or abs(value) >= FLOAT32_MAX:
+                raise ValueError(f"{key}={value!r} is not representable in float32 (the parameters' dtype); "
+                                 f"valid: |{key}| < {FLOAT32_MAX:.4g}")
+    lr, temperature = hyper.get("lr"), hyper.get("temperature", 1.0)
+    if isinstance(lr, (int, float)) and isinstance(temperature, (int, float)) and not isinstance(lr, bool):
+        if not 2.0 * abs(lr) * abs(temperature) < FLOAT32_MAX:
+            raise ValueError(f"lr={lr!r} with temperature={temperature!r}: the noise variance 2 lr T overflows "
+                             f"float32; valid: 2 lr T < {FLOAT32_MAX:.4g}")
+
+
 def check_overrides(overrides: dict[str, Any], samplers: Iterable[str], tasks: Iterable[Any]) -> None:
     """``--hyper KEY=VALUE`` before any run: every key must be a task-wide key of every selected task
     or a hyperparameter of every selected sampler there, in its valid range; else a ValueError
@@ -85,6 +119,10 @@ def check_overrides(overrides: dict[str, Any], samplers: Iterable[str], tasks: I
         return
     if "num_data" in overrides:
         raise ValueError("--hyper num_data: N is set by each task (the size of its data set), not by --hyper")
+    try:
+        check_representable(overrides)
+    except ValueError as exc:
+        raise ValueError(f"--hyper {exc}") from None
     tasks = list(tasks)
     for name in samplers:
         cls = sgmcmc.get(name)
@@ -110,13 +148,66 @@ def check_overrides(overrides: dict[str, Any], samplers: Iterable[str], tasks: I
                 raise ValueError(f"--hyper on {task.name}: {exc}") from None
 
 
+def check_configs(configs: dict[str, dict], samplers: Iterable[str], tasks: Iterable[Any],
+                  origins: dict[str, Path] | None = None) -> None:
+    """The config tables of ``tasks`` before any run, as ``--hyper`` is checked: every hyperparameter
+    of a selected sampler (its own entry, the task-wide keys, each labelled extra row) must be one of
+    the sampler's or the task's, in its valid range and finite in float32, and the sweep's factors
+    positive numbers; else a ValueError naming the file, the table and the key."""
+    origins = origins or {}
+    names = list(samplers)
+    for task in tasks:
+        cfg = configs.get(task.name)
+        if not cfg:
+            continue
+        where = f"config {origins.get(task.name, 'for ' + task.name)}: [{task.name}]"
+        sweep = cfg.get("sweep", [])
+        if not isinstance(sweep, list) or not all(isinstance(f, (int, float)) and not isinstance(f, bool)
+                                                  and math.isfinite(f) and f > 0 for f in sweep):
+            raise ValueError(f"{where} sweep = {sweep!r}: valid: a list of positive numbers (factors of the tuned lr)")
+        rows = [(name, f"{name}.", {k: v for k, v in cfg[name].items() if k not in _CONFIG_META}
+                 if isinstance(cfg.get(name), dict) else None) for name in names]
+        for i, extra in enumerate(cfg.get("extra", [])):
+            if isinstance(extra, dict) and extra.get("sampler") in names:
+                own = {k: v for k, v in extra.items() if k not in ("sampler", "label", "note")}
+                rows.append((extra["sampler"], f"extra[{i}] ({extra.get('label', '?')}).", own))
+        task_wide = task_wide_keys(cfg)
+        for name, prefix, own in rows:
+            cls = sgmcmc.get(name)
+            hypers = cls.all_hypers()
+            valid = sorted((set(hypers) - {"num_data"}) | set(task.task_keys))
+            try:
+                hyper = {**task_wide, **(own if own is not None else hyper_for(cfg, name))}
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{where} {name}: {exc}") from None
+            for key, value in hyper.items():
+                label = f"{prefix}{key}" if own is not None and key in own else key
+                if key not in valid and own is not None and key in own:  # task-wide keys pass to the task
+                    raise ValueError(f"{where} {label} = {value!r}: not a hyperparameter of {name} on {task.name}; "
+                                     f"valid: {', '.join(valid)}")
+                if key in hypers:
+                    try:
+                        hypers[key].check(cls.__name__, key, value)
+                        check_representable({key: value})
+                    except (sgmcmc.HyperparameterError, ValueError) as exc:
+                        raise ValueError(f"{where} {label} = {value!r}: {exc}") from None
+            try:
+                check_representable({k: v for k, v in hyper.items() if k in ("lr", "temperature")})
+                task_opts = {k: v for k, v in hyper.items() if k in task.task_keys}
+                if task_opts:
+                    task.check_task_keys(task_opts)
+            except ValueError as exc:
+                raise ValueError(f"{where} {name}: {exc}") from None
+
+
 def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, seeds: int | None = None,
                sweep: bool = True, overrides: dict | None = None,
                configs: dict[str, dict] | None = None, tasks: Iterable[str] | None = None) -> list[RunSpec]:
     """Every run of ``suite`` under ``profile``: tuned rows x seeds, labelled extra rows
     (e.g. tempered posteriors) x seeds, and, for tasks with a ``sweep``, the step-size sweep
     (the tuned lr times each factor, seed 0)."""
-    configs = load_configs() if configs is None else configs
+    origins: dict[str, Path] = {}
+    configs = load_configs(origins=origins) if configs is None else configs
     seeds = DEFAULT_SEEDS[profile] if seeds is None else seeds
     names = list(samplers) if samplers else list(default_samplers())
     overrides = overrides or {}
@@ -139,6 +230,7 @@ def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, 
                              f"valid: {', '.join(names_in_suite)}" + (f" ({'; '.join(elsewhere)})" if elsewhere else ""))
         selected = [t for t in selected if t.name in wanted]
     check_overrides(overrides, names, selected)
+    check_configs(configs, names, selected, origins)
     for task in selected:
         cfg = configs.get(task.name, {})
         for name in names:
@@ -146,7 +238,7 @@ def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, 
             variant = "custom" if overrides else "tuned"
             specs += [RunSpec.make(task.name, name, hyper, s, profile, variant) for s in range(seeds)]
             if sweep and not overrides and "sweep" in cfg:
-                for factor in cfg["sweep"]:
+                for factor in sweep_factors(cfg["sweep"], task.protocol(profile).get("sweep_points")):
                     if factor == 1.0:
                         continue  # the tuned seed-0 run is the sweep's centre point
                     swept = {**hyper, "lr": hyper["lr"] * factor}

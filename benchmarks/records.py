@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import stat
 import subprocess
 import tempfile
 import time
@@ -105,8 +106,11 @@ def atomic_write(path: str | os.PathLike, content: Content, mode: int | None = N
     (written as UTF-8), bytes, or a function called with the open binary file. The file's mode is
     ``mode``, else what the umask allows (mkstemp's 0600 would hide it from other users)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise WriteError.of(path, exc) from None
     try:
         if mode is None:
             umask = os.umask(0)
@@ -123,13 +127,39 @@ def atomic_write(path: str | os.PathLike, content: Content, mode: int | None = N
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError.of(path, exc) from None
         raise
     return path
+
+
+class WriteError(OSError):
+    """:func:`atomic_write` could not write a file (disk full, no permission, ...): ``str()`` is one
+    line naming the path and the reason. The file is as it was before (old or absent, never partial)."""
+
+    @classmethod
+    def of(cls, path: str | os.PathLike, exc: OSError) -> "WriteError":
+        return cls(exc.errno, exc.strerror or str(exc), str(path))
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Raise :class:`WriteError` unless a file can be created in ``folder`` (an existing
+    directory): create and delete a probe file, as :func:`atomic_write` would."""
+    folder = Path(folder)
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".sgmcmc-probe-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise WriteError(exc.errno, exc.strerror or str(exc), str(folder)) from None
 
 
 #: a record's temporary file older than this was left by a writer that was killed (a write takes ms)
@@ -178,10 +208,19 @@ def _encode_metric(value: Any) -> Any:
     return value
 
 
+def record_digest(record: dict) -> str:
+    """sha256 of the canonical JSON of a (JSON-ready) record without its ``digest`` field: a record
+    edited after it was written (a metric changed by hand) no longer matches its digest."""
+    body = {k: v for k, v in record.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+
+
 def write_record(results_dir: str | os.PathLike, record: dict) -> Path:
     path = records_dir(results_dir) / f"{record['key']}.json"
     record = {**record, "metrics": {k: _encode_metric(v) for k, v in record.get("metrics", {}).items()}}
-    atomic_write(path, json.dumps(_json_safe(record), indent=1, sort_keys=True, allow_nan=False) + "\n")
+    record = _json_safe({k: v for k, v in record.items() if k != "digest"})
+    record["digest"] = record_digest(record)
+    atomic_write(path, json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n")
     return path
 
 
@@ -226,6 +265,15 @@ def _check_record(record: Any) -> str | None:
         return f"config cannot be read as a run ({exc})"
     if spec.key != record["key"]:
         return f"key {record['key']!r} is not the hash of its configuration ({spec.key}): edited by hand?"
+    # records written before digests existed (the published ones) have none and are accepted as they are
+    if "digest" in record:
+        try:
+            actual = record_digest(record)
+        except (TypeError, ValueError) as exc:
+            return f"its content cannot be digested ({exc})"
+        if record["digest"] != actual:
+            return (f"digest {str(record['digest'])[:12]}... does not match its content ({actual[:12]}...): "
+                    f"edited after it was written?")
     return None
 
 
@@ -236,11 +284,35 @@ def died_record(spec: RunSpec, error: str, **provenance: Any) -> dict:
             "error": error, "provenance": {**base_provenance(), **provenance}}
 
 
+#: the largest record file read (a record is a few kB; a path to /dev/zero or a huge file is not one)
+MAX_RECORD_BYTES = 64 * 2**20
+
+
+def _read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file (after symlinks) of at most ``limit`` bytes;
+    else :class:`RecordError`. Opened non-blocking: a FIFO swapped in after the check cannot hang."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise RecordError(f"{path}: not a regular file (a FIFO, device or directory): not a record")
+    if st.st_size > limit:
+        raise RecordError(f"{path}: {st.st_size} bytes, larger than the {limit // 2**20} MB a record may be")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise RecordError(f"{path}: not a regular file (a FIFO, device or directory): not a record")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise RecordError(f"{path}: larger than the {limit // 2**20} MB a record may be")
+    return data
+
+
 def read_record(path: str | os.PathLike) -> dict:
     """Read and validate one record; raise :class:`RecordError` naming the path and the problem."""
     path = Path(path)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(_read_regular_file(path, MAX_RECORD_BYTES).decode("utf-8"))
+    except RecordError:
+        raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RecordError(f"{path}: not a readable JSON record ({exc})") from None
     problem = _check_record(record)

@@ -98,9 +98,11 @@ def summary_table(frame: pd.DataFrame,
     A row whose runs on a task did not all finish ``ok`` (a diverged or failed seed) ranks last
     there, below every row whose seeds all finished: its cell says ``diverged`` (no seed ok) or
     gives the mean of the ok seeds with ``[k/n ok]``. A row that never ran a task shows ``-``
-    there and is not ranked on it; ``tasks`` counts the tasks a row is ranked on, and the table is
-    sorted by it (most first), then by the mean rank over those tasks. Tasks in the order of
-    ``columns``, then any other by name."""
+    there and is not ranked on it. A task may rank on more than one metric (its ``summary_keys``:
+    mnist-mlp ranks on error and on notMNIST AUROC), one column each, headed ``task: metric``;
+    ``ranked`` counts the columns a row is ranked in (of all the columns), the same columns its
+    ``mean rank`` averages, and the table is sorted by it (most first), then by the mean rank.
+    Tasks in the order of ``columns``, then any other by name."""
     df = frame[frame.variant.isin(["tuned", "custom"])].copy()
     df["sampler"] = [row_label(s, v, h, df) for s, v, h in zip(df.sampler, df.variant, df.hyper_label)]
     known = columns or {}
@@ -142,11 +144,12 @@ def summary_table(frame: pd.DataFrame,
     cell_columns = list(table.columns)
     table = table.fillna("-")
     if len(num):
-        ranked = num.groupby("sampler").task.nunique().reindex(table.index).fillna(0).astype(int)
-        table["tasks"] = [f"{k}/{len(tasks)}" for k in ranked]
+        # the count and the mean are over the same (task, metric) columns: one per rank averaged
+        ranked = num.groupby("sampler").size().reindex(table.index).fillna(0).astype(int)
+        table["ranked"] = [f"{k}/{len(cell_columns)}" for k in ranked]
         table["mean rank"] = num.groupby("sampler")["rank"].mean().round(2).reindex(table.index)
         table = table.assign(_k=ranked).sort_values(["_k", "mean rank"], ascending=[False, True]).drop(columns="_k")
-        table = table[cell_columns + ["tasks", "mean rank"]]
+        table = table[cell_columns + ["ranked", "mean rank"]]
     table.index.name = "sampler"
     return table.reset_index(), num
 
@@ -185,9 +188,11 @@ def build(results_dir: str | os.PathLike = "results", profile: str | None = None
           "Cells are mean ± sd over seeds; the best value of each column is in bold. "
           "T is the temperature (T = 1: the Bayesian posterior; T < 1: a tempered, cold posterior). "
           "In the summary a row ranks last on a task where any of its seeds diverged or failed, `-` marks "
-          "a task it did not run, and `tasks` counts the tasks it is ranked on.", ""]
+          "a task it did not run. Each column is one ranking metric of a task (`task: metric`; a task may rank "
+          "on two), `ranked` counts the columns a row is ranked in, and `mean rank` is the mean of those "
+          "ranks.", ""]
     summary, summary_num = summary_table(frame, columns)
-    md += ["## Summary: headline metric per task (rank)", "", summary.to_markdown(index=False), ""]
+    md += ["## Summary: ranking metric(s) per task (rank)", "", summary.to_markdown(index=False), ""]
     long_tables = []
     for task in order:
         display, long = task_table(frame, task, columns)

@@ -35,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.records import atomic_write  # noqa: E402
 from benchmarks.tasks import reference_data as RD  # noqa: E402
 from sgmcmc.diagnostics import mixing_diagnostics  # noqa: E402
 
@@ -184,7 +185,7 @@ def make(name: str, seed: int, out_dir: Path, log=print) -> int:
     np.savez_compressed(buf, **arrays)
     data = buf.getvalue()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.npz").write_bytes(data)
+    atomic_write(out_dir / f"{name}.npz", data)
     pooled = arrays["probs"]
     meta = {
         "task": name, "library": "numpyro", "versions": _versions(), "sampler": "NUTS",
@@ -195,7 +196,7 @@ def make(name: str, seed: int, out_dir: Path, log=print) -> int:
         "datasets": problem.datasets, "npz_sha256": hashlib.sha256(data).hexdigest(),
         "command": f"python scripts/make_reference.py {name}",
     }
-    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write(out_dir / f"{name}.json", json.dumps(meta, indent=2) + "\n")
     log(json.dumps({k: meta[k] for k in ("wall_time_s", "diagnostics", "chain_against_chain", "test_accuracy")}, indent=1))
     ok = name != "mnist-logreg" or (diag["params"]["rhat_max"] <= 1.01 and diag["test_probs"]["rhat_max"] <= 1.01
                                     and diag["params"]["ess_bulk_min"] >= 400 and diag["test_probs"]["ess_bulk_min"] >= 400)

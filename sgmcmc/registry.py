@@ -8,6 +8,7 @@ samplers through the entry-point group ``sgmcmc.samplers`` (``name = "pkg.module
 from __future__ import annotations
 
 import importlib
+import traceback
 from importlib.metadata import entry_points
 from typing import Callable, TypeVar
 
@@ -57,6 +58,10 @@ def _load_path(spec: str) -> type:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UnknownSamplerError(f"cannot import module {module_name!r} for sampler {spec!r}: {exc}") from exc
+    except Exception as exc:  # the module itself raised (a bug in it, a SyntaxError): name it, no traceback
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        where = f" ({exc.filename}, line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.filename else ""
+        raise UnknownSamplerError(f"module {module_name!r} of sampler {spec!r} raised on import: {last}{where}") from exc
     obj = module
     for part in attr.split("."):
         try:

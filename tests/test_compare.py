@@ -125,3 +125,21 @@ def test_a_real_rerun_reproduces_its_records(tmp_path, capsys):
     rec["metrics"]["w2"] *= 1.5
     path.write_text(json.dumps(rec))
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+
+
+def test_folders_of_different_profiles_name_the_mismatch(tmp_path, capsys):
+    a = _folder(tmp_path, "a", [_record()])
+    spec = records.RunSpec.make("gauss-iso-100", "sgld", {"lr": 0.1}, 0, "quick")
+    quick = {**_record(), "key": spec.key, "config": spec.config()}
+    b = _folder(tmp_path, "b", [quick])
+    assert main(["compare", str(a), str(b)]) == 1
+    err = capsys.readouterr().err
+    assert "no run is in both" in err
+    assert "A holds profile default records and B profile quick" in err and "--profile default" in err
+
+
+def test_hyperparameters_print_in_six_significant_digits():
+    config = records.RunSpec.make("blr", "sghmc", {"lr": 0.003 * 0.1, "friction": 0.1}, 0, "default").config()
+    text = compare.describe(config)
+    assert "lr=0.0003," in text or text.count("lr=0.0003)") == 1
+    assert "00000000" not in text

@@ -653,14 +653,16 @@ def real_cache(tmp_path_factory):
 
 
 def real(load, *args, **kwargs):
-    """``load(*args, **kwargs)``; outside CI, a source this machine lacks skips the test with the
-    loader's own message (what was tried, the fix); in CI (CI=true, as .ci/run sets) it fails."""
+    """``load(*args, **kwargs)``; a source this machine lacks skips the test with the loader's own
+    message (what was tried, the fix), unless SGMCMC_REQUIRE_DATA=1 (as .ci/run sets): then it fails."""
+    from tests.conftest import data_skip_reason, require_data
+
     try:
         return load(*args, **kwargs)
     except D.DataUnavailableError as exc:
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        if require_data():
             raise
-        pytest.skip(f"real data not available here (with CI=true this fails): {exc}")
+        pytest.skip(data_skip_reason(exc))
 
 
 @pytest.mark.realdata

@@ -307,11 +307,11 @@ def test_cyclical_cycles_key_overrides_the_count_and_is_checked():
     for bad in (0, 2.5, True, "4"):
         with pytest.raises(ValueError, match=r"is out of range; valid: an integer >= 1"):
             mnist_task.check_task_keys({"cycles": bad})
-    # the real task checks the count against every profile's steps before any run (quick: 1,000 steps)
+    # the real task checks the count against every profile's steps before any run (quick: 500 steps)
     from benchmarks.tasks import get_task
 
     cyclical = get_task("mnist-mlp-cyclical")
     cyclical.check_task_keys({"cycles": 10})
     cyclical.check_task_keys({"cycles": 10.0})  # --hyper parses numbers as floats
-    with pytest.raises(ValueError, match="cycles=3 does not divide the 1000 steps of mnist-mlp-cyclical's quick profile"):
+    with pytest.raises(ValueError, match="cycles=3 does not divide the 500 steps of mnist-mlp-cyclical's quick profile"):
         cyclical.check_task_keys({"cycles": 3})

@@ -130,7 +130,8 @@ def test_a_cyclical_toy_run_follows_the_cosine_and_keeps_the_tails():
 
     task = get_task("mixture-2d")
     res = task.run(Recording, {"lr": 0.2, "cycles": 4, "keep_last": 0.25}, RunContext(seed=0, profile="quick"))
-    steps, length = 2000, 500
+    steps = task.protocol("quick")["steps"]  # 4 cycles of a quarter of the quick profile's steps
+    length = steps // 4
     expected = [0.2 * (1 + np.cos(np.pi * (t % length) / length)) / 2 for t in range(steps)]
     np.testing.assert_allclose(seen, expected, rtol=1e-9, atol=1e-12)
     assert res.metrics["switches"] >= 0 and np.isfinite(res.metrics["chain_mass_error"])

@@ -22,13 +22,39 @@ Settings: ``data_dir`` / $SGMCMC_DATA_DIR, ``offline`` / $SGMCMC_OFFLINE=1 (neve
 ``cache_dir`` / $SGMCMC_CACHE_DIR (default $XDG_CACHE_HOME/sgmcmc-bench or ~/.cache/sgmcmc-bench).
 """
 
-from .batches import Batches, to_float
-from .core import ChecksumError, CorruptFileError, DataError, DataUnavailableError, Dataset, Provenance, UnsafeFileError
-from .loaders import Availability, available, fetch_all, load, load_fashion_mnist, load_mnist, load_notmnist
-from .sources import SPLITS
+from __future__ import annotations
 
-__all__ = [
-    "Availability", "Batches", "ChecksumError", "CorruptFileError", "DataError", "DataUnavailableError", "Dataset",
-    "Provenance", "SPLITS", "UnsafeFileError", "available", "fetch_all", "load", "load_fashion_mnist", "load_mnist",
-    "load_notmnist", "to_float",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+# The names below are loaded on first use (PEP 562), so that importing a light submodule
+# (``benchmarks.data.cli``, whose parser the CLI's ``--help`` builds) does not import torch.
+_EXPORTS = {
+    "Batches": "batches", "to_float": "batches",
+    "ChecksumError": "core", "CorruptFileError": "core", "DataError": "core", "DataUnavailableError": "core",
+    "Dataset": "core", "Provenance": "core", "UnsafeFileError": "core",
+    "Availability": "loaders", "available": "loaders", "fetch_all": "loaders", "load": "loaders",
+    "load_fashion_mnist": "loaders", "load_mnist": "loaders", "load_notmnist": "loaders",
+    "SPLITS": "sources",
+}
+
+__all__ = sorted(_EXPORTS, key=str.lower)
+
+if TYPE_CHECKING:
+    from .batches import Batches, to_float
+    from .core import (ChecksumError, CorruptFileError, DataError, DataUnavailableError, Dataset, Provenance,
+                       UnsafeFileError)
+    from .loaders import Availability, available, fetch_all, load, load_fashion_mnist, load_mnist, load_notmnist
+    from .sources import SPLITS
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .core import DataError
-from .loaders import available, fetch_all
 
 
 def add_subcommand(subparsers) -> argparse.ArgumentParser:
@@ -29,6 +27,9 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``data list`` (exit 0) or ``data fetch`` (exit 0 when every split is cached, else 1)."""
+    from .core import DataError  # imported here, not at the top: `--help` parses without torch
+    from .loaders import available, fetch_all
+
     where = dict(data_dir=args.data_dir, offline=args.offline, cache_dir=args.cache_dir)
     try:
         from .sources import settings

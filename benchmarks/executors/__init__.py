@@ -12,6 +12,7 @@ Executors import :mod:`benchmarks.records`, never the other way round.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from typing import Callable
 
@@ -27,8 +28,12 @@ __all__ = ["DaskError", "DaskUnavailableError", "GridSummary", "RunOptions", "Ta
 
 def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: bool = False,
             executor: str = "local", scheduler: str | None = None,
-            log: Callable[[str], None] = print) -> GridSummary:
-    """Run every spec without a record (all with ``force``); returns counts by status."""
+            log: Callable[[str], None] = print, lines: bool | None = None) -> GridSummary:
+    """Run every spec without a record (all with ``force``); returns counts by status.
+
+    ``lines``: print one line to stdout per finished run (task, sampler, seed, status, seconds, runs
+    left, ETA): by default when stdout is not a terminal (a log file, ``| tee``, CI), where the
+    progress bars (drawn on a terminal only) would leave minutes of silence."""
     # tqdm is imported here, not at the top: it is only needed once there is something to run
     from tqdm.auto import tqdm
 
@@ -47,11 +52,17 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
     check_ready({spec.task for spec in todo}, opts)
     t0 = time.perf_counter()
     bar = tqdm(total=len(todo), desc="runs", unit="run", position=0, disable=None)
+    if lines is None:
+        lines = not _isatty(sys.stdout)
+    count = [0]
 
     def finished(record: dict) -> None:
         summary.add(record)
         bar.update(1)
         cfg = record["config"]
+        count[0] += 1
+        if lines:
+            print(progress_line(record, count[0], len(todo), time.perf_counter() - t0), flush=True)
         if record["status"] != "ok":
             why = record.get("divergence", {}).get("reason") or record.get("error", "")
             spec = RunSpec.from_config(cfg)
@@ -77,3 +88,25 @@ def execute(specs: list[RunSpec], opts: RunOptions, *, jobs: int = 1, force: boo
         bar.close()
         summary.wall_time_s = time.perf_counter() - t0
     return summary
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
+
+def progress_line(record: dict, done: int, total: int, elapsed_s: float) -> str:
+    """``[done/total] task sampler seed S [variant]: status in X s; N left, ETA m:ss`` for one finished
+    run; the ETA is the time so far per finished run times the runs left (so it counts the workers)."""
+    cfg = record["config"]
+    left = total - done
+    eta = elapsed_s / done * left if done else 0.0
+    variant = cfg.get("variant", "tuned")
+    lr = (cfg.get("hyper") or {}).get("lr")
+    what = f" [{variant}" + (f", lr={lr:.6g}" if variant == "sweep" and isinstance(lr, float) else "") + "]"
+    return (f"[{done}/{total}] {cfg['task']} {cfg['sampler']} seed {cfg['seed']}"
+            + (what if variant != "tuned" else "")
+            + f": {record['status']} in {record.get('wall_time_s', 0.0):.1f} s; {left} left"
+            + (f", ETA {int(eta // 60)}:{int(eta % 60):02d}" if left else f", all done in {elapsed_s:.0f} s"))

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from ..records import RunSpec, died_record, write_record
+from ..records import RunSpec, WriteError, died_record, write_record
 from .run import RunOptions, run_one
 
 
@@ -66,6 +66,8 @@ def run_pool(todo: list[RunSpec], opts: RunOptions, jobs: int, *, on_record: Cal
             remaining.discard(fut)
             try:
                 on_record(fut.result())
+            except WriteError:  # the worker could not write its record (disk full): the run stops
+                raise
             except Exception as exc:  # the worker process died: it wrote nothing, so the parent
                 # records the run as failed (a rerun retries it) and counts it as any other
                 record = died_record(futures[fut], f"worker process died: {type(exc).__name__}: {exc}; "

@@ -103,17 +103,38 @@ class DaskUnavailableError(DaskError, ImportError):
 
 
 class TaskNotReady(RuntimeError):
-    """A task of the grid cannot run here (its data is missing, ...): nothing was started."""
+    """Tasks of the grid cannot run here (their data is missing, ...): nothing was started.
+
+    ``problems`` maps each task that cannot run to why (the message names every missing dataset and
+    its fix); ``ready`` lists the grid's tasks that can run now."""
+
+    def __init__(self, message: str, problems: dict[str, str] | None = None, ready: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or {}
+        self.ready = ready or []
 
 
 def check_ready(task_names: Iterable[str], opts: RunOptions) -> None:
-    """Ask every task of the grid whether it can run, before any run starts."""
+    """Ask every task of the grid whether it can run, before any run starts; when any cannot, raise
+    one :class:`TaskNotReady` naming all of them, each reason once (tasks sharing their data share
+    it), and the tasks that can run now."""
+    problems: dict[str, str] = {}
+    ready: list[str] = []
     for name in sorted(task_names):
         ctx = RunContext(seed=0, device=resolve_device(opts.device), data_dir=opts.data_dir, offline=opts.offline)
         try:
             get_task(name).check_ready(ctx)
         except Exception as exc:
-            raise TaskNotReady(f"task {name} cannot run: {exc}") from exc
+            problems[name] = str(exc) or type(exc).__name__
+        else:
+            ready.append(name)
+    if problems:
+        by_reason: dict[str, list[str]] = {}
+        for name, why in problems.items():
+            by_reason.setdefault(why, []).append(name)
+        parts = [f"task{'s' if len(names) > 1 else ''} {', '.join(names)} cannot run: {why}"
+                 for why, names in by_reason.items()]
+        raise TaskNotReady("\n".join(parts), problems, ready)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from sgmcmc import Diverged  # one definition, raised by the loop and re-exported for the tasks
 
-PROFILES = ("quick", "default", "full")
+from ..profiles import PROFILES  # noqa: F401 (re-exported: the tasks' profiles)
 
 
 @dataclass

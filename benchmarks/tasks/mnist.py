@@ -56,8 +56,11 @@ from ..models import build_model
 from .base import (Diverged, Metric, RunContext, RunResult, SamplingLoop, Task, build_sampler, check_profile, keep_every,
                    sampler_label)
 
+#: ``eval_size``: each evaluation set (MNIST test, notMNIST, Fashion) cut to at most this many images,
+#: evenly strided (notMNIST is ordered by letter); None: all of them. quick is a smoke test (every
+#: metric and figure in seconds; its records are not published): one epoch, no burn-in, 2,000 images
 MNIST_PROFILES = {
-    "quick": dict(epochs=2, burn_in_epochs=1, thin=100, batch_size=100, cycles=0, explore=0.0),
+    "quick": dict(epochs=1, burn_in_epochs=0, thin=100, batch_size=100, cycles=0, explore=0.0, eval_size=2_000),
     "default": dict(epochs=20, burn_in_epochs=10, thin=100, batch_size=100, cycles=0, explore=0.0),
     "full": dict(epochs=20, burn_in_epochs=10, thin=100, batch_size=100, cycles=0, explore=0.0),
 }
@@ -77,6 +80,15 @@ CONFIDENT = 0.9  # the "confidently wrong on letters" threshold of max probabili
 #: OOD input, largest over the classes) gives every input the same prediction: the network is dead
 #: (every unit of a layer off, typically after a step size too large), and the run is ``diverged``
 COLLAPSED_STD = 1e-6
+#: a kept sample is *saturated* (its weights blown up, e.g. psgld at lr 1e6 on the real data: 88.8 %
+#: error, entropy 0 on every input) when its mean predictive entropy over the MNIST evaluation inputs
+#: is below SATURATED_ENTROPY nats (every softmax one-hot) AND it calls at least SATURATED_SHARE of them
+#: one class: a network that is sure of everything and says (nearly) one digit. The run is
+#: ``diverged``. A saturated network that is right (classes spread) is not flagged. No published ``ok``
+#: record comes near: their last samples' test error is at most 7.4 % (a share of one class >= 0.5
+#: means an error >= 39 %) and their entropy on MNIST at least 0.02 nats.
+SATURATED_ENTROPY = 1e-3
+SATURATED_SHARE = 0.5
 
 MNIST_METRICS = (
     Metric("error", "test error %", "min", ".2f"),
@@ -130,6 +142,29 @@ def load_real_data(ctx: RunContext, evaluate_on: str = "test") -> ImageData:
                         for d in (train, test, notmnist, fashion)},
         )
     return _DATA_CACHE[key]
+
+
+#: the splits a run on the real data reads: (dataset, split)
+REAL_SPLITS = (("mnist", "train"), ("mnist", "test"), ("notmnist", "test"), ("fashion_mnist", "test"))
+
+
+def check_real_data(ctx: RunContext) -> None:
+    """Try every split of :data:`REAL_SPLITS` (each verified once per process: the loader keeps
+    what it verified); raise one DataUnavailableError naming all that failed, each dataset once
+    with the loader's message and its fix, rather than the first missing one only."""
+    from .. import data as D
+
+    failed: dict[str, list[tuple[str, Exception]]] = {}
+    for dataset, split in REAL_SPLITS:
+        try:
+            D.load(dataset, split, data_dir=ctx.data_dir, offline=ctx.offline)
+        except D.DataError as exc:
+            failed.setdefault(dataset, []).append((split, exc))
+    if failed:
+        parts = [f"{len(failed)} dataset(s) missing: " + ", ".join(
+            f"{dataset} ({', '.join(split for split, _ in errs)})" for dataset, errs in failed.items())]
+        parts += [f"[{dataset}] {errs[0][1]}" for dataset, errs in failed.items()]
+        raise D.DataUnavailableError("\n".join(parts))
 
 
 def check_task_keys(opts: dict[str, Any]) -> None:
@@ -199,11 +234,12 @@ class MNISTLoop(SamplingLoop):
     def __init__(self, model: torch.nn.Module, params: list[torch.Tensor], precisions: list[float], num_data: int,
                  eval_x: torch.Tensor, sampler, keep: list[bool], ctx: RunContext, desc: str, *,
                  cycle: tuple[int, int] = (0, 0), traced: tuple[torch.Tensor, int, int] | None = None,
-                 **loop_options) -> None:
+                 n_test: int | None = None, **loop_options) -> None:
         super().__init__(sampler, keep, ctx, desc, **loop_options)
         self.model, self.params, self.precisions, self.num_data = model, params, precisions, num_data
         self.shape = (-1, *model.input_shape)
         self.eval_x = eval_x
+        self.n_test = len(eval_x) if n_test is None else n_test  # the MNIST inputs come first in eval_x
         self.cycle_len, self.explore_steps = cycle
         if self.cycle_len:
             self.temperatures = [g["temperature"] for g in sampler.param_groups]
@@ -243,7 +279,22 @@ class MNISTLoop(SamplingLoop):
                                       f"probabilities (largest std over inputs {spread:.1e} < "
                                       f"{COLLAPSED_STD:.0e}): its units are dead, typically "
                                       f"after a step size too large")
+            self.check_saturated(t, probs[: self.n_test])
             self.prob_sum += probs
+
+    @staticmethod
+    def check_saturated(t: int, probs: torch.Tensor) -> None:
+        """Raise :class:`Diverged` if a kept sample's predictions on the MNIST inputs are saturated
+        (see :data:`SATURATED_ENTROPY`): entropy ~0 on every input and (nearly) one class."""
+        if not len(probs):
+            return
+        entropy = float(-(probs * probs.clamp_min(1e-30).log()).sum(1).mean())
+        share = float(probs.argmax(1).bincount(minlength=probs.shape[1]).max()) / len(probs)
+        if entropy < SATURATED_ENTROPY and share >= SATURATED_SHARE:
+            raise Diverged(t + 1, f"saturated: the network is certain of every input (mean entropy {entropy:.1e} "
+                                  f"< {SATURATED_ENTROPY:.0e} nats) and calls {100 * share:.1f} % of them one class "
+                                  f"(>= {100 * SATURATED_SHARE:.0f} %): its weights blew up, typically after a "
+                                  f"step size too large")
 
 
 class MNISTTask(Task):
@@ -290,8 +341,11 @@ class MNISTTask(Task):
                              "(its step size already follows a cosine within each cycle); valid: 1")
 
     def check_ready(self, ctx: RunContext) -> None:
-        """Load (and cache) every dataset now, so a missing one stops the suite with the loader's
-        message (each source tried, why it failed, the command that fixes it) before any run."""
+        """Load (and cache) every dataset now, so a missing one stops the suite before any run; every
+        split that cannot be loaded is named in one message, each dataset with the loader's account
+        (each source tried, why it failed) and the command that fixes it."""
+        if self.data is load_real_data:
+            check_real_data(ctx)
         self.data(ctx, "test")
 
     def protocol(self, profile: str) -> dict:
@@ -326,8 +380,12 @@ class MNISTTask(Task):
         total = proto["epochs"] * steps_per_epoch
         burn_in = proto["burn_in_epochs"] * steps_per_epoch
 
-        eval_x = torch.cat([data.test_x, *data.ood.values()]).reshape(shape)
-        sizes = [len(data.test_x)] + [len(v) for v in data.ood.values()]
+        test_x, test_y, ood = data.test_x, data.test_y, dict(data.ood)
+        if proto.get("eval_size"):  # a smaller evaluation (the quick profile): every k-th image of each set
+            cut = lambda x: x[::math.ceil(len(x) / proto["eval_size"])]  # noqa: E731
+            test_x, test_y, ood = cut(test_x), cut(test_y), {name: cut(x) for name, x in ood.items()}
+        eval_x = torch.cat([test_x, *ood.values()]).reshape(shape)
+        sizes = [len(test_x)] + [len(v) for v in ood.values()]
         batches = Batches(data.train_x, data.train_y, bs, generator=gen)
         schedule = None
         cycle_len, explore_steps = _cycle_plan(proto, total)
@@ -345,17 +403,17 @@ class MNISTTask(Task):
                          f"{self.name} {sampler_label(sampler_cls)}", schedule=schedule,
                          batches=itertools.chain.from_iterable(batches for _epoch in range(proto["epochs"])),
                          progress_every=steps_per_epoch, cycle=(cycle_len, explore_steps),
-                         traced=(traced, trace_every, total // trace_every))
+                         traced=(traced, trace_every, total // trace_every), n_test=len(test_x))
         done = loop.run()
         if done.kept == 0:
             raise ValueError(f"protocol keeps no sample: {proto}")
         predictive = (loop.prob_sum / done.kept).cpu().numpy()
         if not np.isfinite(predictive).all():
             raise Diverged(done.steps, "non-finite predictive probabilities")
-        metrics = self.evaluate(predictive, loop.last_probs.double().cpu().numpy(), data.test_y.cpu().numpy(), sizes,
-                                list(data.ood))
+        metrics = self.evaluate(predictive, loop.last_probs.double().cpu().numpy(), test_y.cpu().numpy(), sizes,
+                                list(ood))
         metrics.update(train_time_s=done.sampling_time_s, eval_time_s=done.eval_time_s, samples=done.kept)
-        artifacts = self.artifacts(predictive, data.test_y.cpu().numpy(), sizes, list(data.ood),
+        artifacts = self.artifacts(predictive, test_y.cpu().numpy(), sizes, list(ood),
                                    loop.weight_trace.cpu().numpy(), trace_every)
         return RunResult(metrics=metrics, grad_evals=done.grad_evals, sampling_time_s=done.sampling_time_s,
                          artifacts=artifacts)
