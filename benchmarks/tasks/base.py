@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from sgmcmc import Diverged  # one definition, raised by the loop and re-exported for the tasks
 
+from ..columns import Metric  # noqa: F401  (one definition, shared with the report; re-exported for the tasks)
+
 from ..profiles import PROFILES  # noqa: F401 (re-exported: the tasks' profiles)
 
 
@@ -59,16 +61,6 @@ class RunResult:
     sampling_time_s: float
     #: compact arrays for the report's figures (lists, not tensors), kept in the record
     artifacts: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Metric:
-    """How a leaderboard column reads: record key, header, and whether lower or higher is better."""
-
-    key: str
-    label: str
-    better: str = "min"  # "min" | "max" | "none"
-    fmt: str = ".4g"
 
 
 class Task(ABC):
