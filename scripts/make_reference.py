@@ -35,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import metrics as M  # noqa: E402
 from benchmarks.records import atomic_write  # noqa: E402
 from benchmarks.tasks import reference_data as RD  # noqa: E402
 from sgmcmc.diagnostics import mixing_diagnostics  # noqa: E402
@@ -119,22 +120,14 @@ def predictive(problem: RD.Problem, draws: np.ndarray, x: np.ndarray, chunk: int
     return out
 
 
-def agreement(p: np.ndarray, q: np.ndarray) -> float:
-    return float(np.mean(p.argmax(-1) == q.argmax(-1)))
-
-
-def total_variation(p: np.ndarray, q: np.ndarray) -> float:
-    return float(np.mean(0.5 * np.abs(p - q).sum(-1)))
-
-
 def chain_against_chain(probs_chains: np.ndarray) -> dict:
     """Each chain's predictive against the pooled predictive of the other chains: the agreement
     and TV that HMC itself reaches (the ceiling), mean and range over chains."""
     agree, tv = [], []
     for c in range(probs_chains.shape[0]):
         others = np.delete(probs_chains, c, axis=0).mean(axis=0)
-        agree.append(agreement(probs_chains[c], others))
-        tv.append(total_variation(probs_chains[c], others))
+        agree.append(M.agreement(probs_chains[c], others))
+        tv.append(M.total_variation(probs_chains[c], others))
     return {"agreement_mean": float(np.mean(agree)), "agreement_min": float(np.min(agree)),
             "tv_mean": float(np.mean(tv)), "tv_max": float(np.max(tv))}
 
@@ -191,8 +184,8 @@ def make(name: str, seed: int, out_dir: Path, log=print) -> int:
         "task": name, "library": "numpyro", "versions": _versions(), "sampler": "NUTS",
         "settings": settings, "seed": seed, "wall_time_s": round(wall, 1), **info,
         "diagnostics": diag, "chain_against_chain": chain_against_chain(probs_chains),
-        "test_accuracy": float(np.mean(pooled.argmax(1) == problem.y_test)),
-        "test_nll": float(-np.mean(np.log(np.clip(pooled[np.arange(len(problem.y_test)), problem.y_test], 1e-12, None)))),
+        "test_accuracy": M.accuracy(pooled, problem.y_test),
+        "test_nll": M.nll(pooled, problem.y_test),
         "datasets": problem.datasets, "npz_sha256": hashlib.sha256(data).hexdigest(),
         "command": f"python scripts/make_reference.py {name}",
     }
@@ -216,7 +209,7 @@ def check(name: str, seed: int, out_dir: Path, log=print) -> int:
     problem = RD.load_problem(name)
     draws, _ = run_nuts(problem, 1, 300, 500, seed + 1000, SETTINGS[name], log)
     probs = predictive(problem, draws, problem.x_test).mean(axis=1)[0]
-    tv = total_variation(probs, ref["probs"])
+    tv = M.total_variation(probs, ref["probs"])
     ceiling = meta["chain_against_chain"]["tv_mean"]
     failures = []
     if tv > 3 * ceiling:
