@@ -287,29 +287,22 @@ class _Saturating(sgmcmc.Sampler):
 
 
 def test_a_saturated_network_is_diverged_not_ok(tmp_path, monkeypatch):
-    import benchmarks.tasks as tasks
-    from benchmarks.tasks import mnist as mnist_task
-    from tests.test_mnist_task import tiny_task
+    from tests.test_mnist_task import tiny_record, tiny_task
 
     with pytest.raises(Diverged) as exc:
         tiny_task().run(_Saturating, {"lr": 0.1}, RunContext(seed=0, profile="quick"))
     assert exc.value.reason.startswith("saturated:"), exc.value.reason
     assert exc.value.step == 22  # the first kept sample
 
-    task = tiny_task()
-    task.name = "mnist-mlp"
-    monkeypatch.setattr(mnist_task, "MNIST_TASKS", (task,))
-    monkeypatch.setattr(tasks, "_mnist_tasks", lambda: (task,))
     monkeypatch.setattr(sys.modules[__name__], "_Saturating", _Saturating, raising=False)
-    rec = executors.run_one(records.RunSpec.make("mnist-mlp", f"{__name__}:_Saturating", {"lr": 0.1}, 0, "quick"),
-                            executors.RunOptions(results_dir=str(tmp_path)))
+    rec = tiny_record(monkeypatch, tmp_path, f"{__name__}:_Saturating")
     assert rec["status"] == "diverged" and rec["divergence"]["reason"].startswith("saturated:"), rec
 
 
 def test_a_confident_network_that_is_right_is_not_saturated():
     """psgld at a huge step on the easy synthetic digits: one-hot softmax on every input, but right
     (every class called): not flagged."""
-    from tests.test_mnist_task import tiny_task
+    from tests.test_mnist_task import tiny_record, tiny_task
 
     torch.manual_seed(0)
     result = tiny_task().run(sgmcmc.get("psgld"), {"lr": 1e6}, RunContext(seed=0, profile="quick"))

@@ -137,7 +137,6 @@ def test_a_dead_network_is_diverged_not_ok(tmp_path, monkeypatch):
     """Every input given the same prediction (NLL log 10, ~90 % error) is a diverged run, with the
     step and the reason, through the task and into its record; a live network is not flagged."""
     from benchmarks.tasks.base import Diverged
-    import benchmarks.tasks as tasks
 
     with pytest.raises(Diverged) as exc:
         tiny_task().run(_Killing, {"lr": 0.1}, RunContext(seed=0, profile="quick"))
@@ -147,14 +146,22 @@ def test_a_dead_network_is_diverged_not_ok(tmp_path, monkeypatch):
     live = tiny_task().run(sgmcmc.get("sgld"), {"lr": 0.05}, RunContext(seed=0, profile="quick"))
     assert live.metrics["error"] < 50
 
+    monkeypatch.setattr(sys.modules[__name__], "_Killing", _Killing, raising=False)
+    rec = tiny_record(monkeypatch, tmp_path, f"{__name__}:_Killing")
+    assert rec["status"] == "diverged" and "collapsed" in rec["divergence"]["reason"], rec
+
+
+def tiny_record(monkeypatch, tmp_path, sampler: str, hyper: dict | None = None) -> dict:
+    """The record of ``sampler`` (a ``module:Class`` path) on the tiny task, run as ``mnist-mlp``
+    through the runner (``executors.run_one``) into ``tmp_path``."""
+    import benchmarks.tasks as tasks
+
     task = tiny_task()
     task.name = "mnist-mlp"
     monkeypatch.setattr(mnist_task, "MNIST_TASKS", (task,))
     monkeypatch.setattr(tasks, "_mnist_tasks", lambda: (task,))
-    monkeypatch.setattr(sys.modules[__name__], "_Killing", _Killing, raising=False)
-    rec = executors.run_one(records.RunSpec.make("mnist-mlp", f"{__name__}:_Killing", {"lr": 0.1}, 0, "quick"),
-                            executors.RunOptions(results_dir=str(tmp_path)))
-    assert rec["status"] == "diverged" and "collapsed" in rec["divergence"]["reason"], rec
+    spec = records.RunSpec.make("mnist-mlp", sampler, hyper or {"lr": 0.1}, 0, "quick")
+    return executors.run_one(spec, executors.RunOptions(results_dir=str(tmp_path)))
 
 
 def test_through_the_runner_with_records_and_figures(tmp_path, monkeypatch):
