@@ -1,4 +1,4 @@
-"""python -m benchmarks {list, run, report, compare, data}: the command line (thin: parse, call, exit code).
+"""python -m benchmarks {list, run, tune, report, compare, data}: the command line (thin: parse, call, exit code).
 
 The work is elsewhere: :mod:`benchmarks.grid` (configs -> run specs), :mod:`benchmarks.executors`
 (run them), :mod:`benchmarks.report` (records -> tables and figures), :mod:`benchmarks.compare`.
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m benchmarks", description=(
         "sgmcmc-bench: run SG-MCMC samplers against tasks with known or measurable answers, "
         "and build leaderboard tables from the run records."))
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,report,compare,data}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,tune,report,compare,data}")
 
     p_list = sub.add_parser("list", help="list samplers, tasks and suites")
     p_list.set_defaults(func=cmd_list)
@@ -92,8 +92,35 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--no-report", action="store_true", help="do not rebuild the leaderboard afterwards")
     p_run.add_argument("--hyper", type=_hyper_pair, action="append", default=[], metavar="KEY=VALUE",
                        help="override a hyperparameter for every selected sampler (rows labelled 'custom')")
+    p_run.add_argument("--tune", action="store_true",
+                       help="first tune every selected sampler that has no configured hyperparameters on a task "
+                            "(the protocol of `python -m benchmarks tune`), then run with the choices")
+    p_run.add_argument("--tuned", default=None, metavar="FILE",
+                       help="hyperparameters chosen by `tune`, laid over the published configs (default: "
+                            "<results-dir>/tuned.toml when it exists)")
     _data_options(p_run)
     p_run.set_defaults(func=cmd_run, _parser=p_run)  # errors print the ``run`` usage
+
+    p_tune = sub.add_parser(
+        "tune", help="choose samplers' step sizes by the one tuning protocol (the same for every sampler)",
+        description="Run the tuning protocol (docs/tuning.md) for each selected sampler on each selected task: "
+                    "a probe of five whole decades of step size down from the task's largest, then the "
+                    "half-decades beside the best, extended until the best is bracketed (at most 9 trials "
+                    "each), scored on the task's validation target. Trial records go to <results-dir>/tuning; "
+                    "the choices to <results-dir>/tuned.toml, which `run` reads.")
+    p_tune.add_argument("suite", help="which suite's tasks: toy, mnist, reference, all, ...")
+    p_tune.add_argument("--samplers", default=None,
+                        help="comma-separated sampler names or module:Class (default: the built-ins but the "
+                             "optimiser baseline)")
+    p_tune.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks")
+    p_tune.add_argument("--jobs", type=_positive_int("--jobs"), default=1, help="parallel worker processes")
+    p_tune.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    p_tune.add_argument("--results-dir", default="results", help="where tuning/ and tuned.toml go (default: results)")
+    p_tune.add_argument("--out", default=None, metavar="FILE", help="where the choices go (default: <results-dir>/tuned.toml)")
+    p_tune.add_argument("--plan", action="store_true",
+                        help="print the trials the next round would run (using the trials already recorded) and stop")
+    _data_options(p_tune)
+    p_tune.set_defaults(func=cmd_tune, _parser=p_tune)
 
     p_rep = sub.add_parser("report", help="rebuild tables and figures from the records, without rerunning")
     p_rep.add_argument("--results-dir", default="results", help="where the records are (default: results)")
@@ -148,6 +175,123 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _parse_samplers(parser, text: str | None) -> list[str] | None:
+    """``--samplers a,b`` -> the names, each resolved (a clear error names a bad one); None if not given."""
+    import sgmcmc
+
+    if text is None:
+        return None
+    samplers = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    if not samplers:
+        parser.error(f"--samplers {text!r} names no sampler; valid: {', '.join(sgmcmc.available())} "
+                     f"(or 'module:Class' for your own)")
+    for name in samplers:
+        try:
+            sgmcmc.get(name)
+        except sgmcmc.UnknownSamplerError as exc:
+            parser.error(f"--samplers: {exc}")
+    return samplers
+
+
+def _tuned_configs(parser, args):
+    """The published configs with ``--tuned`` (or ``<results-dir>/tuned.toml``) laid over them."""
+    from . import grid, tuning
+
+    origins: dict = {}
+    try:
+        configs = grid.load_configs(origins=origins)
+    except ValueError as exc:
+        parser.error(str(exc))
+    path = args.tuned or (Path(args.results_dir) / "tuned.toml")
+    if args.tuned is None and not Path(path).is_file():
+        return configs, origins
+    if not Path(path).is_file():
+        parser.error(f"--tuned {args.tuned}: no such file (`python -m benchmarks tune` writes one)")
+    try:
+        tuned = tuning.read_tuned(path)
+        configs = grid.merge_tuned(configs, tuned)
+    except ValueError as exc:
+        parser.error(str(exc))
+    origins.update({task: Path(path) for task in tuned})
+    print(f"hyperparameters: the published configs, with the tuned entries of {path}", file=sys.stderr)
+    return configs, origins
+
+
+def _run_tuning(parser, args, task_names: list[str], samplers: list[str]) -> int:
+    """The tuning protocol for ``samplers`` on ``task_names``; writes the choices; 0 if all were chosen."""
+    from . import executors, tuning
+
+    out = Path(args.out) if getattr(args, "out", None) else Path(args.results_dir) / "tuned.toml"
+    try:
+        for name in task_names:
+            from .tasks import get_task
+
+            for sampler in samplers:
+                tuning.check_tunable(get_task(name), sampler)
+    except ValueError as exc:
+        parser.error(str(exc))
+    existing = tuning.read_tuned(out) if out.is_file() else {}
+    opts = executors.RunOptions(results_dir=str(Path(args.results_dir) / "tuning"), device=args.device,
+                                data_dir=args.data_dir, offline=args.offline, show_progress=True)
+    executors.check_ready(task_names, opts)
+
+    def execute(specs):
+        summary = executors.execute(specs, opts, jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
+        if summary.interrupted:
+            raise KeyboardInterrupt
+
+    searches = tuning.tune(task_names, samplers, args.results_dir, execute, plan_only=getattr(args, "plan", False))
+    print(tuning.format_searches(searches))
+    if getattr(args, "plan", False):
+        return 0
+    path = tuning.write_tuned(out, searches, existing)
+    chosen = sum(s.choice() is not None for s in searches)
+    print(f"tuned {chosen} of {len(searches)} (task, sampler) pairs: {path}")
+    return 0 if chosen == len(searches) else 1
+
+
+def _tune_tasks(parser, args) -> list[str]:
+    from .tasks import suites, tasks_for
+
+    known = suites()
+    if args.suite not in known:
+        parser.error(f"argument suite: invalid choice: {args.suite!r} (choose from {', '.join(sorted(known))})")
+    names = [t.name for t in tasks_for(args.suite, "default") if t.tune_lr_max is not None]
+    if args.tasks is not None:
+        wanted = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        unknown = [t for t in wanted if t not in names]
+        if unknown or not wanted:
+            parser.error(f"--tasks {args.tasks!r}: unknown or untunable task(s) {', '.join(unknown) or '(none named)'}; "
+                         f"valid for suite {args.suite!r}: {', '.join(names)}")
+        names = wanted
+    return names
+
+
+def cmd_tune(args) -> int:
+    from . import executors, lineup
+
+    parser = args._parser
+    samplers = _parse_samplers(parser, args.samplers) or list(lineup.tuned_samplers())
+    try:
+        executors.resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        parser.error(f"--data-dir {args.data_dir}: no such directory")
+    names = _tune_tasks(parser, args)
+    print(f"tuning {', '.join(samplers)} on {', '.join(names)}; trial records in {args.results_dir}/tuning/records",
+          flush=True)
+    try:
+        return _run_tuning(parser, args, names, samplers)
+    except executors.TaskNotReady as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: every finished trial has its record; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
 def cmd_run(args) -> int:
     import sgmcmc
 
@@ -159,17 +303,7 @@ def cmd_run(args) -> int:
     known = suites()
     if args.suite not in known:
         parser.error(f"argument suite: invalid choice: {args.suite!r} (choose from {', '.join(sorted(known))})")
-    samplers = None
-    if args.samplers is not None:
-        samplers = list(dict.fromkeys(s.strip() for s in args.samplers.split(",") if s.strip()))
-        if not samplers:
-            parser.error(f"--samplers {args.samplers!r} names no sampler; valid: {', '.join(sgmcmc.available())} "
-                         f"(or 'module:Class' for your own)")
-        for name in samplers:
-            try:
-                sgmcmc.get(name)
-            except sgmcmc.UnknownSamplerError as exc:
-                parser.error(f"--samplers: {exc}")
+    samplers = _parse_samplers(parser, args.samplers)
     try:
         executors.resolve_device(args.device)
     except ValueError as exc:
@@ -197,10 +331,28 @@ def cmd_run(args) -> int:
         parser.error(f"--jobs {args.jobs}: at most {MAX_JOBS_PER_CPU * cores} ({MAX_JOBS_PER_CPU} x the {cores} "
                      f"core(s) here); each job is a process running one run")
     _check_writable_folders(parser, args)
+    if args.tune and overrides:
+        parser.error("--tune with --hyper: the tuning protocol chooses lr itself; give one or the other")
+    configs, origins = _tuned_configs(parser, args)
     try:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks is not None else None
         specs = grid.build_grid(args.suite, args.profile, samplers, args.seeds, sweep=not args.no_sweep,
-                                overrides=overrides, tasks=tasks)
+                                overrides=overrides, tasks=tasks, configs=configs, origins=origins)
+        if args.tune:
+            untuned = [s for s in specs if s.variant == grid.UNTUNED]
+            pairs_tasks = list(dict.fromkeys(s.task for s in untuned))
+            pairs_samplers = list(dict.fromkeys(s.sampler for s in untuned))
+            if untuned:
+                status = _run_tuning(parser, args, pairs_tasks, pairs_samplers)
+                if status:
+                    print("warning: some (task, sampler) pairs found no eligible step; they run untuned",
+                          file=sys.stderr)
+                configs, origins = _tuned_configs(parser, argparse.Namespace(**{**vars(args), "tuned": None}))
+                specs = grid.build_grid(args.suite, args.profile, samplers, args.seeds, sweep=not args.no_sweep,
+                                        overrides=overrides, tasks=tasks, configs=configs, origins=origins)
+            else:
+                print("--tune: every selected sampler has configured hyperparameters on every task; nothing to tune",
+                      file=sys.stderr)
     except ValueError as exc:
         parser.error(str(exc))
     if not specs:

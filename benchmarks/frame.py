@@ -20,15 +20,34 @@ def hyper_label(hyper: dict) -> str:
     return ", ".join(parts)
 
 
+def tuning_label(variant: str, note: str) -> str:
+    """How a row's hyperparameters were chosen, for the tables: the record's ``tuning`` note (the
+    protocol and its trial count, or the config file), ``default lr (untuned)``, or ``custom``."""
+    if variant == "custom":
+        return "custom (--hyper)"
+    if variant == "untuned":
+        return "default lr (untuned)"
+    return note or "published config"
+
+
 def records_frame(records: list[dict]) -> pd.DataFrame:
     """One row per record: configuration columns, status, wall time, gradient evaluations, metrics."""
     rows = []
     for rec in records:
         cfg = rec["config"]
         hyper = cfg.get("hyper", {})
+        sampler_prov = (rec.get("provenance") or {}).get("sampler") or {}
+        # every hyperparameter the run used: the sampler's own defaults (provenance) under the
+        # configured ones (and the task-wide keys, which only the configuration holds)
+        used = {**{k: v for k, v in (sampler_prov.get("hypers") or {}).items() if k != "lr" or "lr" not in hyper},
+                **hyper}
+        peer = sampler_prov.get("peer") or {}
+        variant = cfg.get("variant", "tuned")
         row = {
-            "task": cfg["task"], "sampler": cfg["sampler"], "variant": cfg.get("variant", "tuned"),
-            "seed": cfg["seed"], "profile": cfg["profile"], "hyper_label": hyper_label(hyper),
+            "task": cfg["task"], "sampler": cfg["sampler"], "variant": variant,
+            "seed": cfg["seed"], "profile": cfg["profile"], "hyper_label": hyper_label(used),
+            "tuning": tuning_label(variant, rec.get("tuning", "")),
+            "peer": f"{peer.get('library', '?')} {peer.get('version', '')}".strip() if peer else "",
             "lr": hyper.get("lr", np.nan), "temperature": float(hyper.get("temperature", 1.0)),
             "status": rec["status"], "wall_time_s": rec.get("wall_time_s", np.nan),
             "grad_evals": rec.get("grad_evals", np.nan), "key": rec["key"],
@@ -62,6 +81,10 @@ def _custom_label(sampler: str, hyper_label: str, frame: pd.DataFrame) -> str:
 def row_label(sampler: str, variant: str, hyper_label: str, frame: pd.DataFrame) -> str:
     """How a row is named in the summary and the figures: the sampler (its tuned row), ``sampler
     [custom...]`` (see :func:`_custom_label`) or ``sampler [variant]``."""
+    if "peer" in frame and len(frame):  # a peer library's sampler: marked with the library and its version
+        peers = frame.peer[(frame.sampler == sampler) & (frame.peer != "")]
+        if len(peers):
+            sampler = f"{sampler} ({peers.iloc[0]})"
     if variant == "tuned":
         return sampler
     return _custom_label(sampler, hyper_label, frame) if variant == "custom" else f"{sampler} [{variant}]"

@@ -28,7 +28,10 @@ from .tasks import all_tasks, get_task, suites, tasks_for
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_SEEDS = {"quick": 1, "default": 3, "full": 5}
 #: hyperparameter keys of a config table that are not sampler hyperparameters
-_CONFIG_META = ("sweep", "extra", "note")
+_CONFIG_META = ("sweep", "extra", "note", "tuning")
+#: a row's variant by how its hyperparameters were chosen: a config entry (the published configs,
+#: or a ``tune`` output), or none (a sampler without an entry runs at sgld's tuned lr, untuned)
+UNTUNED = "untuned"
 #: top-level tables of the config files that are not tasks (the sampler lineup, :mod:`benchmarks.lineup`)
 NOT_TASKS = ("samplers",)
 
@@ -78,6 +81,43 @@ def load_configs(config_dir: str | os.PathLike | None = None, origins: dict[str,
 def task_wide_keys(task_cfg: dict) -> dict:
     """A config table's task-wide keys: its scalars (e.g. the prior), the same for every sampler."""
     return {k: v for k, v in task_cfg.items() if k not in _CONFIG_META and not isinstance(v, (dict, list))}
+
+
+def row_for(task_cfg: dict, sampler: str) -> tuple[dict, str, str]:
+    """``(hyper, variant, tuning)`` of ``sampler``'s row on a task: its own entry (variant
+    ``tuned``; ``tuning`` says how it was chosen: the entry's or the table's ``tuning`` key); else the
+    entry of the built-in it mirrors (a peer library's adapter class with ``mirrors = "sghmc"``, whose
+    hyperparameters are translated to the peer's units by the adapter); else sgld's lr (variant
+    ``untuned``: the summary marks it, see ``python -m benchmarks tune``)."""
+    task_wide = task_wide_keys(task_cfg)
+    table_note = str(task_cfg.get("tuning", "config file"))
+    entry = task_cfg.get(sampler)
+    if isinstance(entry, dict):
+        own = {k: v for k, v in entry.items() if k not in _CONFIG_META}
+        return {**task_wide, **own}, "tuned", str(entry.get("tuning", table_note))
+    try:
+        mirrored = getattr(sgmcmc.get(sampler), "mirrors", None)
+    except (ValueError, ImportError, TypeError):
+        mirrored = None
+    if isinstance(mirrored, str) and isinstance(task_cfg.get(mirrored), dict):
+        hyper, _variant, note = row_for(task_cfg, mirrored)
+        return hyper, "tuned", f"{mirrored}'s ({note})"
+    return hyper_for(task_cfg, sampler), UNTUNED, "default lr: sgld's (untuned)"
+
+
+def merge_tuned(configs: dict[str, dict], tuned: dict[str, dict]) -> dict[str, dict]:
+    """``configs`` with the entries of a ``tune`` output (:mod:`benchmarks.tuning`) laid over them:
+    for each (task, sampler) of ``tuned``, its entry replaces the config's (a new dict; neither input
+    is changed)."""
+    out = {task: dict(table) for task, table in configs.items()}
+    for task, table in tuned.items():
+        if not isinstance(table, dict):
+            raise ValueError(f"tuned hyperparameters: [{task}] is not a table")
+        merged = out.setdefault(task, {})
+        for sampler, entry in table.items():
+            if isinstance(entry, dict):
+                merged[sampler] = dict(entry)
+    return out
 
 
 def hyper_for(task_cfg: dict, sampler: str) -> dict:
@@ -177,7 +217,7 @@ def check_configs(configs: dict[str, dict], samplers: Iterable[str], tasks: Iter
             hypers = cls.all_hypers()
             valid = sorted((set(hypers) - {"num_data"}) | set(task.task_keys))
             try:
-                hyper = {**task_wide, **(own if own is not None else hyper_for(cfg, name))}
+                hyper = {**task_wide, **(own if own is not None else row_for(cfg, name)[0])}
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"{where} {name}: {exc}") from None
             for key, value in hyper.items():
@@ -202,11 +242,12 @@ def check_configs(configs: dict[str, dict], samplers: Iterable[str], tasks: Iter
 
 def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, seeds: int | None = None,
                sweep: bool = True, overrides: dict | None = None,
-               configs: dict[str, dict] | None = None, tasks: Iterable[str] | None = None) -> list[RunSpec]:
+               configs: dict[str, dict] | None = None, tasks: Iterable[str] | None = None,
+               origins: dict[str, Path] | None = None) -> list[RunSpec]:
     """Every run of ``suite`` under ``profile``: tuned rows x seeds, labelled extra rows
     (e.g. tempered posteriors) x seeds, and, for tasks with a ``sweep``, the step-size sweep
     (the tuned lr times each factor, seed 0)."""
-    origins: dict[str, Path] = {}
+    origins = {} if origins is None else origins
     configs = load_configs(origins=origins) if configs is None else configs
     seeds = DEFAULT_SEEDS[profile] if seeds is None else seeds
     names = list(samplers) if samplers else list(default_samplers())
@@ -234,9 +275,11 @@ def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, 
     for task in selected:
         cfg = configs.get(task.name, {})
         for name in names:
-            hyper = {**hyper_for(cfg, name), **overrides}
-            variant = "custom" if overrides else "tuned"
-            specs += [RunSpec.make(task.name, name, hyper, s, profile, variant) for s in range(seeds)]
+            hyper, variant, tuning = row_for(cfg, name)
+            hyper = {**hyper, **overrides}
+            if overrides:
+                variant, tuning = "custom", "--hyper"
+            specs += [RunSpec.make(task.name, name, hyper, s, profile, variant, tuning) for s in range(seeds)]
             if sweep and not overrides and "sweep" in cfg:
                 for factor in sweep_factors(cfg["sweep"], task.protocol(profile).get("sweep_points")):
                     if factor == 1.0:
@@ -246,7 +289,8 @@ def build_grid(suite: str, profile: str, samplers: Iterable[str] | None = None, 
         for extra in cfg.get("extra", []):
             if extra["sampler"] in names and not overrides:
                 hyper = {k: v for k, v in extra.items() if k not in ("sampler", "label", "note")}
-                hyper = {**hyper_for(cfg, extra["sampler"]), **hyper}
-                specs += [RunSpec.make(task.name, extra["sampler"], hyper, s, profile, extra["label"])
+                base, _variant, tuning = row_for(cfg, extra["sampler"])
+                hyper = {**base, **hyper}
+                specs += [RunSpec.make(task.name, extra["sampler"], hyper, s, profile, extra["label"], tuning)
                           for s in range(seeds)]
     return specs

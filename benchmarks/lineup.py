@@ -107,5 +107,7 @@ def style(name: str) -> dict[str, str]:
     listed = entries()
     if name in listed:
         return {"color": listed[name].color, "marker": listed[name].marker}
-    rank = len(listed) + sum(map(ord, name)) % 5
-    return {"color": f"C{rank % 10}", "marker": MARKERS[rank % len(MARKERS)]}
+    h = sum(map(ord, name))
+    used = {e.color for e in listed.values()}
+    free = [f"C{i}" for i in range(10) if f"C{i}" not in used] or [f"C{i}" for i in range(10)]
+    return {"color": free[h % len(free)], "marker": MARKERS[(len(listed) + h % 5) % len(MARKERS)]}

@@ -26,7 +26,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Union
@@ -50,10 +50,14 @@ class RunSpec:
     seed: int
     profile: str
     variant: str = "tuned"
+    #: how the row's hyperparameters were chosen (e.g. ``ladder-v1: 7 trials, validation kl``): kept in
+    #: the record (``tuning``), not part of the configuration or its key
+    tuning: str = field(default="", compare=False)
 
     @classmethod
-    def make(cls, task: str, sampler: str, hyper: dict, seed: int, profile: str, variant: str = "tuned") -> "RunSpec":
-        return cls(task, sampler, tuple(sorted(hyper.items())), int(seed), profile, variant)
+    def make(cls, task: str, sampler: str, hyper: dict, seed: int, profile: str, variant: str = "tuned",
+             tuning: str = "") -> "RunSpec":
+        return cls(task, sampler, tuple(sorted(hyper.items())), int(seed), profile, variant, tuning)
 
     @classmethod
     def from_config(cls, config: dict) -> "RunSpec":
@@ -409,6 +413,9 @@ def sampler_provenance(spec: RunSpec) -> dict[str, Any]:
         given = spec.hyper_dict
         hypers = {k: given.get(k, h.default) for k, h in cls.all_hypers().items() if k != "num_data"}
         out: dict[str, Any] = {"class": f"{cls.__module__}.{cls.__qualname__}", "hypers": hypers}
+        peer = getattr(cls, "peer", None)  # a peer library's sampler behind an adapter: its name and version
+        if isinstance(peer, dict):
+            out["peer"] = {str(k): str(v) for k, v in peer.items()}
         source = inspect.getsourcefile(cls)
         if source:
             out["file_sha256"] = hashlib.sha256(Path(source).read_bytes()).hexdigest()

@@ -69,9 +69,10 @@ def task_table(frame: pd.DataFrame, task: str,
     for key, g in groups:
         sampler, variant, hyper_label, temperature = key
         ok = g[g.status == "ok"]
-        row = {"sampler": sampler if variant == "tuned" else f"{sampler} [{variant}]",
-               "hyperparameters": hyper_label, "T": f"{temperature:g}",
-               "seeds ok": f"{len(ok)}/{len(g)}"}
+        row = {"sampler": row_label(sampler, variant if variant != "custom" else "tuned", hyper_label, df)
+               if variant in ("tuned", "custom") else row_label(sampler, variant, hyper_label, df),
+               "hyperparameters": hyper_label, "tuning": "; ".join(sorted(set(g.tuning))) if "tuning" in g else "",
+               "T": f"{temperature:g}", "seeds ok": f"{len(ok)}/{len(g)}"}
         for m in metrics:
             mean, sd = stats[key][m.key]
             cell = _fmt(mean, sd, m.fmt)
@@ -92,8 +93,9 @@ def summary_table(frame: pd.DataFrame,
                   columns: Mapping[str, TaskColumns] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sampler x task headline metric (tuned rows, mean over seeds) with the rank on each task.
     Rows run with ``--hyper`` overrides (variant ``custom``) are ranked beside them as
-    ``sampler [custom]`` (each distinct override apart, see :func:`_custom_label`); labelled
-    variants (cold posteriors) and sweeps are not.
+    ``sampler [custom]`` (each distinct override apart, see :func:`_custom_label`), and rows of a
+    sampler with no tuned hyperparameters as ``sampler [untuned]``, so a row tuned differently
+    from the others is marked; labelled variants (cold posteriors) and sweeps are not ranked.
 
     A row whose runs on a task did not all finish ``ok`` (a diverged or failed seed) ranks last
     there, below every row whose seeds all finished: its cell says ``diverged`` (no seed ok) or
@@ -103,7 +105,7 @@ def summary_table(frame: pd.DataFrame,
     ``ranked`` counts the columns a row is ranked in (of all the columns), the same columns its
     ``mean rank`` averages, and the table is sorted by it (most first), then by the mean rank.
     Tasks in the order of ``columns``, then any other by name."""
-    df = frame[frame.variant.isin(["tuned", "custom"])].copy()
+    df = frame[frame.variant.isin(["tuned", "custom", "untuned"])].copy()
     df["sampler"] = [row_label(s, v, h, df) for s, v, h in zip(df.sampler, df.variant, df.hyper_label)]
     known = columns or {}
     tasks = [t for t in known if t in set(df.task)] + sorted(set(df.task) - set(known))

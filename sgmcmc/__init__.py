@@ -40,6 +40,8 @@ from .sghmc import SGHMC  # noqa: E402
 from .sgld import SGLD  # noqa: E402
 from .underdamped import UnderdampedLangevin  # noqa: E402
 
+from .gradients import CentreNotSetError, ControlVariates, control_variate, full_gradient  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -47,3 +49,4 @@ __all__ = [
     "register", "get", "available", "ENTRY_POINT_GROUP",
     "SGD", "SGLD", "PSGLD", "SGHMC", "UnderdampedLangevin",
 ]
+__all__ += ["ControlVariates", "CentreNotSetError", "control_variate", "full_gradient"]

@@ -5,13 +5,14 @@ Default run: every exact check on every sampler, the ``stationary`` check (T = 1
 steps) on every sampler, ``step_bias`` on sgld, and the deliberately wrong samplers. The full
 ``check_sampler`` run of every sampler (adding ``tempered``, ``gradient_noise``, ``step_bias``) is
 marked slow. Everything is seeded, so each statistical outcome is fixed; the tolerances are the
-documented ones in :mod:`sgmcmc.testing` (mean within 4 MCSE, variances within 10 %; 15 % under
-gradient noise).
+documented ones in :mod:`sgmcmc.testing` (mean within 4 MCSE, variances within 10 %; under gradient
+noise 15 %, plus above the inflation the sampler's own noise-only run predicts).
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ import sgmcmc
 from sgmcmc import SGLD
 from sgmcmc.testing import (
     CHECKS,
+    CheckResult,
     ConformanceError,
     Protocol,
     check_sampler,
@@ -122,6 +124,28 @@ def test_stationary(sampler):
 def test_stationary_with_each_own_hyperparameter_moved(sampler):
     result = run_check("stationary_hypers", sampler, **SAMPLERS[sampler]).raise_for_failure()
     assert result.numbers and all(err <= 0.10 for err in result.numbers.values())
+    for setting, err in result.numbers.items():  # printed as "friction=1: worst error 2.2 %"
+        assert f"{setting}: worst error {100 * err:.1f} %" in str(result)
+
+
+def test_result_lines_read_as_settings_and_values():
+    hypers = CheckResult("stationary_hypers", "x", "passed", "", {"A=0.3": 0.028, "C=1": 0.0312})
+    assert str(hypers).endswith("| A=0.3: worst error 2.8 %, C=1: worst error 3.1 %")
+    plain = CheckResult("param_groups", "x", "passed", "", {"overridden": {"lr": 0.005, "friction": 0.2},
+                                                             "CosineAnnealingWarmRestarts(T_0=4) first lrs": [0.01, 0.5],
+                                                             "lr": 0.4})
+    assert str(plain).endswith("| overridden: lr=0.005, friction=0.2, "
+                               "CosineAnnealingWarmRestarts(T_0=4) first lrs: [0.01, 0.5], lr=0.4")
+
+
+def test_the_checks_problem_keeps_the_mean_loss_at_another_num_data():
+    base = gaussian_problem()
+    other = base.with_num_data(300)
+    assert other.num_data == 300 and base.with_num_data(100) is base
+    x = torch.randn(4, 10, dtype=torch.float64)
+    assert torch.allclose(other.grad_mean_loss(x), base.grad_mean_loss(x))  # the same L, so the same lr
+    assert torch.allclose(other.covariance * 3, base.covariance)  # three times the data: a third the variance
+    assert sgmcmc.testing.default_lr(other) == pytest.approx(sgmcmc.testing.default_lr(base))
 
 
 class TaylorOStep(sgmcmc.UnderdampedLangevin):
@@ -158,6 +182,14 @@ def test_step_bias_grows_for_psgld():
 def test_check_sampler_full(sampler):
     results = check_sampler(sampler, **SAMPLERS[sampler])
     assert [r.check for r in results] == list_checks(sampler)
+    assert all(r.status == "passed" for r in results)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler, hyper", [("underdamped", {"friction": 0.05}), ("sghmc", {"friction": 0.05}),
+                                            ("underdamped", {"friction": 0.02})])
+def test_check_sampler_full_at_legal_non_default_settings(sampler, hyper):
+    results = check_sampler(sampler, **hyper)
     assert all(r.status == "passed" for r in results)
 
 
@@ -208,6 +240,62 @@ def test_ignoring_temperature_fails_tempered():
     results = check_sampler(IgnoresTemperature, checks=["stationary", "tempered"], raise_on_failure=False)
     status = {r.check: r.status for r in results}
     assert status == {"stationary": "passed", "tempered": "failed"}
+
+
+class NumDataFixedAt100(SGLD):
+    """WRONG: reads num_data as 100 whatever the param group says (right only when N = 100)."""
+
+    def _update(self, group, params, grads):
+        super()._update({**group, "num_data": 100}, params, grads)
+
+
+def test_a_sampler_that_ignores_num_data_is_caught():
+    """The checks run at N = 100 (stationary), 1000 and 37 (tempered) and 300 (gradient_noise)."""
+    assert run_check("stationary", NumDataFixedAt100).status == "passed"  # at N = 100 it is right
+    result = run_check("gradient_noise", NumDataFixedAt100)
+    assert result.status == "failed" and "N=300" in result.message
+    # N = 300 read as 100: the noise variance, so the covariance, three times too large
+    assert result.numbers["mean_var_err"] == pytest.approx(2.0, rel=0.1)
+    tempered = run_check("tempered", NumDataFixedAt100, protocol=Protocol(steps=1500, burn_in=500))
+    assert tempered.status == "failed" and "N=1000" in tempered.message and "N=37" in tempered.message
+
+
+class QuarterPowerTemperature(SGLD):
+    """WRONG: noise sd proportional to T ** 0.25, so the variance goes as sqrt(T)."""
+
+    def noise_scale(self, group):
+        return math.sqrt(2.0 * group["lr"] / group["num_data"]) * group["temperature"] ** 0.25
+
+
+class NeverHotterThanOne(SGLD):
+    """WRONG: a temperature above 1 samples at T = 1 (right at T = 0, 0.5 and 1)."""
+
+    def noise_scale(self, group):
+        return math.sqrt(2.0 * group["lr"] * min(group["temperature"], 1.0) / group["num_data"])
+
+
+@pytest.mark.parametrize("wrong, failed_at", [(QuarterPowerTemperature, ("T=0.5", "T=2")),
+                                              (NeverHotterThanOne, ("T=2",))])
+def test_the_temperature_law_is_pinned_at_two_temperatures(wrong, failed_at):
+    result = run_check("tempered", wrong, protocol=Protocol(steps=2000, burn_in=1000))
+    assert result.status == "failed"
+    assert [t for t in ("T=0.5", "T=2") if f"tempered at {t}," in result.message] == list(failed_at)
+    by_run = dict(zip(result.numbers["T"], result.numbers["max_abs_var_err_by_run"]))
+    # the variance is off by sqrt(T) / T (+41 % at T = 0.5, -29 % at T = 2), or 1 / T at T = 2 (-50 %)
+    for temperature, err in by_run.items():
+        assert err > 0.2 if f"T={temperature:g}" in failed_at else err < 0.1
+    assert run_check("stationary", wrong, protocol=Protocol(steps=2000, burn_in=1000)).status == "passed"
+
+
+@pytest.mark.parametrize("sampler, friction", [("underdamped", 0.05), ("underdamped", 0.02), ("sghmc", 0.05)])
+def test_gradient_noise_allows_the_inflation_a_momentum_sampler_predicts(sampler, friction):
+    """Without a noise-estimate correction a momentum sampler's covariance grows by about
+    lr s^2 N / (2 friction T) under gradient noise: +15 % to +37 % here, past the plain 15 %."""
+    result = run_check("gradient_noise", sampler, friction=friction).raise_for_failure()
+    n = result.numbers
+    assert n["max_var_err"] > (0.13 if friction == 0.05 else 0.30)  # the plain 15 % would fail or nearly
+    assert n["predicted_inflation_there"] == pytest.approx(n["max_var_err"], abs=0.03)  # the prediction holds
+    assert "predicts an inflation of" in result.message
 
 
 def test_conformance_error_lists_every_failed_check_with_numbers():
@@ -330,6 +418,28 @@ class OneSeedPerStep(SGLD):
         self.state[params[0]]["t"] = t + 1
 
 
+class OverlappingNoise(SGLD):
+    """WRONG: one noise draw shared out in overlapping slices, tensor k getting values k .. k + numel: no
+    two tensors get equal noise, but each tensor's noise is its neighbour's shifted by one."""
+
+    def _update(self, group, params, grads):
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
+        draw = torch.randn(max(p.numel() for p in params) + len(params), generator=self.generator,
+                           dtype=params[0].dtype)
+        for k, p in enumerate(params):
+            p.add_(draw[k:k + p.numel()].view_as(p), alpha=self.noise_scale(group))
+
+
+def test_correlated_noise_across_parameters_is_caught():
+    result = run_check("independent_noise", OverlappingNoise)
+    assert result.status == "failed"
+    # parameter 1's value j is parameter 0's value j + 1: r = 1, against the bound 5 / sqrt(400)
+    found = re.search(r"value (\d) of parameter 0 and value (\d) of parameter 1 \(in one group\) are correlated, "
+                      r"r = \+1\.000", result.message)
+    assert found and int(found[1]) == int(found[2]) + 1, result.message
+    assert result.numbers["max_abs_corr"] == pytest.approx(1.0) and result.numbers["bound"] == pytest.approx(0.25)
+
+
 class Float32Noise(SGLD):
     """WRONG: draws float32 noise whatever the parameters' dtype (float64 parameters get upcast draws)."""
 
@@ -354,6 +464,7 @@ class UnboundedFriction(sgmcmc.SGHMC):
         (CachesNoiseScale, "lr_schedulers"),
         (HoldsALambda, "copy_and_pickle"),
         (OneSeedPerStep, "independent_noise"),
+        (OverlappingNoise, "independent_noise"),
         (Float32Noise, "noise_dtype"),
         (UnboundedFriction, "hyperparameter_validation"),
         (CachesLr, "lr_schedulers"),

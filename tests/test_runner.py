@@ -44,7 +44,9 @@ def test_tiny_grid_end_to_end(tmp_path, tiny_profile, capsys):
                  "--results-dir", str(tmp_path))
     assert rc == 0
     recs = all_records(tmp_path)
-    assert len(recs) == 4
+    # 2 tasks x 2 samplers, and blr's two control-variate rows (sgld +cv, sghmc +cv)
+    assert len(recs) == 6
+    assert sorted(r["config"]["variant"] for r in recs if r["config"]["task"] == "blr") == ["+cv", "+cv", "tuned", "tuned"]
     for rec in recs:
         assert rec["status"] == "ok", rec.get("error")
         assert rec["key"] == Path(tmp_path / "records" / f"{rec['key']}.json").stem
@@ -152,7 +154,7 @@ def test_failed_run_is_recorded_with_the_error(tmp_path, tiny_profile):
 
 @pytest.mark.parametrize("argv, needle", [
     (["run", "nosuchsuite"], "invalid choice"),
-    (["run", "toy", "--samplers", "nosuch"], "valid: psgld, sgd, sghmc, sgld, underdamped"),
+    (["run", "toy", "--samplers", "nosuch"], "psgld, sgd, sghmc, sgld"),
     (["run", "toy", "--profile", "huge"], "invalid choice: 'huge'"),
     (["run", "toy", "--seeds", "0"], "--seeds must be an integer >= 1"),
     (["run", "toy", "--jobs", "0"], "--jobs must be an integer >= 1"),
@@ -160,17 +162,17 @@ def test_failed_run_is_recorded_with_the_error(tmp_path, tiny_profile):
     (["run", "toy", "--hyper", "lr"], "KEY=VALUE"),
     (["run", "toy", "--samplers", "os:path"], "not a subclass of sgmcmc.Sampler"),
     (["run", "toy", "--samplers", "sgmcmc:Sampler"], "does not implement _update"),
-    (["run", "toy", "--samplers", ","], "names no sampler; valid: psgld"),
+    (["run", "toy", "--samplers", ","], "names no sampler; valid: "),
     (["run", "toy", "--tasks", ","], "--tasks names no task"),
     (["run", "toy", "--tasks", ""], "--tasks names no task"),
     (["run", "toy", "--hyper", "lr=1", "--hyper", "lr=2"], "--hyper lr given more than once"),  # an empty shell variable, not "every task"
-    (["run", "toy", "--samplers", ""], "names no sampler; valid: psgld"),
+    (["run", "toy", "--samplers", ""], "names no sampler; valid: "),
     (["run", "toy", "--tasks", "mixture-2d"], "(mixture-2d is in suite(s) multimodal)"),
     (["run", "toy", "--results-dir", "/proc/no-such-folder"], "--results-dir /proc/no-such-folder: cannot create"),
     (["run", "mnist", "--profile", "quick", "--tasks", "mnist-cnn"], "mnist-cnn runs only in profile(s) full"),
     (["run", "toy", "--hyper", "lr=-1"], "--hyper lr: SGD: lr=-1.0 is out of range; valid: (0.0, inf)"),
     (["run", "toy", "--hyper", "lr=abc"], "lr='abc' is not a number"),
-    (["run", "toy", "--hyper", "bogus=1"], "--hyper bogus: not a hyperparameter of sgd on gauss-iso-100; valid: cycles, keep_last, lr, temperature"),
+    (["run", "toy", "--hyper", "bogus=1"], "--hyper bogus: not a hyperparameter of sgd on gauss-iso-100; valid: cycles, keep_last, lr, replicate, temperature"),
     (["run", "toy", "--samplers", "sgld,sghmc", "--hyper", "friction=0.2"], "friction: not a hyperparameter of sgld"),
     (["run", "toy", "--samplers", "sghmc", "--hyper", "friction=2"], "friction=2.0 is out of range; valid: (0.0, 1.0]"),
     (["run", "toy", "--hyper", "num_data=10"], "N is set by each task"),

@@ -67,6 +67,8 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict:
         "schema": SCHEMA_VERSION, "key": spec.key, "config": spec.config(), "metrics": {},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
+    if spec.tuning:
+        record["tuning"] = spec.tuning
     ctx = RunContext(seed=spec.seed, profile=spec.profile, device=device, data_dir=opts.data_dir,
                      offline=opts.offline, show_progress=opts.show_progress)
     t0 = time.perf_counter()

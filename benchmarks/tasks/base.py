@@ -85,6 +85,18 @@ class Task(ABC):
     relative_cost: float = 1.0
     #: task-wide keys a config row (or ``--hyper``) may set beside the sampler's own, with defaults
     task_keys: dict[str, Any] = {}
+    #: the tuning protocol (:mod:`benchmarks.tuning`): the task keys that make a run score the task's
+    #: *validation* target (held-out data, or an independent replicate of a toy), never the scored one
+    tuning_keys: dict[str, Any] = {}
+    #: the metric a tuning trial is scored by (lower is better), computed on the validation target
+    tuning_metric: str = "nll"
+    #: the largest step the protocol tries first, the same for every sampler on the task (a rung of
+    #: the 1-3-10 ladder well above any stable step); None: the task cannot be tuned
+    tune_lr_max: float | None = None
+
+    def tuning_eligible(self, metrics: dict[str, Any]) -> bool:
+        """May a finished (ok) tuning trial be chosen? (the toys: only a converged one, R-hat < 1.1)"""
+        return True
 
     @abstractmethod
     def protocol(self, profile: str) -> dict[str, Any]:
@@ -248,6 +260,19 @@ class SamplingLoop:
         return LoopResult(steps=steps, kept=self.kept, grad_evals=steps * self.grads_per_step,
                           sampling_time_s=self.watch.total - self.eval_watch.total,
                           eval_time_s=self.eval_watch.total)
+
+
+def ladder_rung(x: float, up: bool = True) -> float:
+    """The rung of the 1-3-10 ladder (..., 0.1, 0.3, 1, 3, 10, ...: half-decades) at or above ``x``
+    (``up``), or at or below it."""
+    import math
+
+    exponent = math.floor(math.log10(x))
+    rungs = [m * 10.0**e for e in (exponent - 1, exponent, exponent + 1) for m in (1, 3)]
+    rungs = [float(f"{r:.1e}") for r in rungs]
+    if up:
+        return min(r for r in rungs if r >= x * (1 - 1e-9))
+    return max(r for r in rungs if r <= x * (1 + 1e-9))
 
 
 def keep_every(steps: int, burn_in: int, thin: int) -> list[bool]:

@@ -24,6 +24,7 @@ with :class:`GaussianLoop`'s hooks: every chain's analytic gradient, each kept s
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from .. import metrics as M
-from .base import (Diverged, Metric, RunContext, RunResult, SamplingLoop, Task, build_sampler, check_profile,
+from .base import (Diverged, Metric, RunContext, RunResult, SamplingLoop, Task, build_sampler, check_profile, ladder_rung,
                    sampler_label)
 
 #: chains, steps (gradient evaluations per chain), burn_in, thin; quick is a smoke test (every task,
@@ -83,13 +84,15 @@ class GaussianLoop(SamplingLoop):
     minibatch indices, if any, from ``gen``), and a kept state copied into ``trace`` [kept, chains, d]."""
 
     def __init__(self, task: "GaussianTask", theta: torch.Tensor, gen: torch.Generator, sampler, keep: list[bool],
-                 ctx: RunContext, desc: str, **loop_options) -> None:
+                 ctx: RunContext, desc: str, grad=None, **loop_options) -> None:
         super().__init__(sampler, keep, ctx, desc, **loop_options)
         self.task, self.theta, self.gen = task, theta, gen
+        #: grad(theta, out, gen): the task's gradient estimator (default :meth:`GaussianTask.grad_`)
+        self.grad = task.grad_ if grad is None else grad
         self.trace = torch.empty(sum(keep), *theta.shape, dtype=theta.dtype, device=theta.device)
 
     def gradient(self, t, batch):
-        self.task.grad_(self.theta, self.theta.grad, self.gen)
+        self.grad(self.theta, self.theta.grad, self.gen)
 
     def consume(self, t):
         self.trace[self.kept] = self.theta
@@ -97,7 +100,9 @@ class GaussianLoop(SamplingLoop):
 
 #: task-wide keys of the toy tasks (``--hyper cycles=40 --hyper keep_last=0.25``): a cyclical
 #: step-size schedule, none by default (see :meth:`GaussianTask.keep_plan`)
-TOY_TASK_KEYS = {"cycles": 0, "keep_last": 1.0}
+TOY_TASK_KEYS = {"cycles": 0, "keep_last": 1.0, "replicate": 0}
+#: seeds of a toy's replicates: replicate r draws its target from ``target_seed + REPLICATE_STRIDE * r``
+REPLICATE_STRIDE = 1000
 
 
 class GaussianTask(Task):
@@ -126,9 +131,35 @@ class GaussianTask(Task):
     def protocol(self, profile: str) -> dict:
         return dict(TOY_PROFILES[check_profile(profile)])
 
+    # -- tuning (benchmarks.tuning): an independent replicate of the task, scored by KL ------------
+    #: a trial runs on replicate 1: the same family of target drawn from another seed (for blr, new
+    #: data), so no step size is chosen on the target it is scored on
+    tuning_keys = {"replicate": 1}
+    tuning_metric = "kl"
+
+    def tuning_eligible(self, metrics: dict) -> bool:
+        """Only a converged trial may be chosen: max split R-hat < 1.1 (a step too small to mix can
+        show a small KL by luck of its start)."""
+        rhat = metrics.get("rhat_max")
+        return isinstance(rhat, (int, float)) and rhat < 1.1
+
+    @property
+    def tune_lr_max(self) -> float:
+        """10 / lambda_max of grad^2 L (= P / N), up to the ladder: well above the stability limit
+        2 / lambda_max of a gradient step, the same for every sampler."""
+        lam = float(torch.linalg.eigvalsh(self.target.precision).max()) / self.num_data
+        return ladder_rung(10.0 / lam, up=True)
+
     def check_task_keys(self, opts: dict) -> None:
         """``cycles``: an integer >= 0 that divides every profile's step count (0: a constant
-        step); ``keep_last``: in (0, 1], and below 1 only with cycles."""
+        step); ``keep_last``: in (0, 1], and below 1 only with cycles; ``replicate``: an integer
+        >= 0 (0: the published target; r > 0: the same family of target from another seed, the
+        tuning protocol's validation target)."""
+        replicate = opts.get("replicate", 0)
+        if not (isinstance(replicate, (int, float)) and not isinstance(replicate, bool)
+                and float(replicate).is_integer() and 0 <= replicate <= 10**6):
+            raise ValueError(f"replicate={replicate!r} is out of range; valid: an integer in [0, 1000000] "
+                             f"(0: the published target)")
         cycles, keep_last = opts.get("cycles", 0), opts.get("keep_last", 1.0)
         steps = sorted({self.protocol(p)["steps"] for p in self.profiles})
         if not (isinstance(cycles, (int, float)) and float(cycles).is_integer() and cycles >= 0) or any(
@@ -175,7 +206,20 @@ class GaussianTask(Task):
         return t.mean + 3.0 * xi @ chol.T
 
     # -- one run ----------------------------------------------------------------
+    def replicate(self, r: int) -> "GaussianTask":
+        """This task with its target drawn from another seed (r = 0: itself)."""
+        if not r:
+            return self
+        twin = copy.copy(self)
+        twin.target_seed = self.target_seed + REPLICATE_STRIDE * int(r)
+        twin._target = None
+        return twin
+
     def run(self, sampler_cls: type, hyper: dict, ctx: RunContext) -> RunResult:
+        if hyper.get("replicate", 0):
+            self.check_task_keys({"replicate": hyper["replicate"]})
+            twin = self.replicate(int(hyper["replicate"]))
+            return twin.run(sampler_cls, {k: v for k, v in hyper.items() if k != "replicate"}, ctx)
         # the tensors are tiny ([chains, d]): intra-op threads only add synchronisation, and with
         # several runs in parallel they oversubscribe the cores; one thread per run is fastest
         threads = torch.get_num_threads()
@@ -200,6 +244,8 @@ class GaussianTask(Task):
         opts = {k: hyper.pop(k, v) for k, v in self.task_keys.items()}
         self.check_task_keys(opts)
         cycles = int(opts["cycles"])
+        proto, grad, grads_per_step, setup_cost = self.gradient_setup(proto, opts, theta, gen)
+        steps = proto["steps"]
         sampler = build_sampler(sampler_cls, [theta], hyper, self.num_data)
         keep_at = self.keep_plan(proto, cycles, float(opts["keep_last"]))
         schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(sampler, T_0=steps // cycles) if cycles else None
@@ -207,16 +253,25 @@ class GaussianTask(Task):
         if keep < 2:
             raise ValueError(f"the protocol keeps {keep} draw(s) a chain; ESS and R-hat need >= 2: {proto}, {opts}")
         loop = GaussianLoop(self, theta, gen, sampler, keep_at, ctx, f"{self.name} {sampler_label(sampler_cls)}",
-                            schedule=schedule, grads_per_step=chains)
+                            grad=grad, schedule=schedule, grads_per_step=grads_per_step * chains)
         done = loop.run()
         trace = loop.trace
         if not bool(torch.isfinite(trace).all()):
             raise Diverged(steps, "non-finite parameters in the kept draws")
+        grad_evals = done.grad_evals + setup_cost * chains
         return RunResult(
-            metrics=self.evaluate(trace, done.sampling_time_s, done.grad_evals),
-            grad_evals=done.grad_evals,
+            metrics=self.evaluate(trace, done.sampling_time_s, grad_evals),
+            grad_evals=grad_evals,
             sampling_time_s=done.sampling_time_s,
         )
+
+    def gradient_setup(self, proto: dict, opts: dict, theta: torch.Tensor,
+                       gen: torch.Generator) -> tuple[dict, object, int, int]:
+        """(protocol, grad, gradients per chain per step, set-up cost per chain) of a run: the plain
+        task steps ``proto`` with :meth:`grad_` (one gradient a step, nothing spent before). A task
+        with another estimator (:class:`BayesianLinearRegression`'s control variates) may move
+        ``theta`` to where its chains start and shorten the protocol so the total stays the budget."""
+        return proto, self.grad_, 1, 0
 
     def fit_metrics(self, trace: torch.Tensor, seconds: float,
                     grad_evals: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
@@ -311,10 +366,25 @@ class BayesianLinearRegression(GaussianTask):
     Posterior: P = X^T X / sigma^2 + prior_precision I, mean = P^-1 X^T y / sigma^2 (closed form).
     Minibatch gradient for each chain from its own batch of 100 indices drawn with replacement:
     grad L_hat = -(1/B) sum_b x_b (y_b - x_b^T w) / sigma^2 + prior_precision w / N.
+
+    Task-wide key ``gradient``: ``"minibatch"`` (the default, above) or ``"cv"``, control variates
+    (:mod:`sgmcmc.gradients`; Baker et al. 2019): grad_hat(w) = g_B(w) - g_B(w_hat) + g_full(w_hat),
+    both minibatch terms on the chain's same batch. The budget is the same ``steps`` gradients of
+    batch 100 per chain, split as (all counted in the record's ``grad_evals``):
+
+    - the centre: ``steps // 10`` SGD steps from the chain's own start (lr :attr:`centre_lr`, a
+      batch of 100 each), w_hat = the average of their second half;
+    - the full gradient at w_hat: N / 100 = 100 minibatch gradients;
+    - the sampler: the rest, (steps - steps // 10 - 100) // 2 steps of two gradients each, starting
+      at w_hat, with the burn-in scaled by the same ratio and the same thinning (so the kept share
+      of the steps is the plain protocol's). Default profile: 1,000 + 100 + 2 x 4,450 of 10,000.
     """
 
     name = "blr"
     description = "Bayesian linear regression, N = 10,000, d = 10, correlated features (condition number ~16), minibatch 100 (real data noise)"
+    task_keys = {**TOY_TASK_KEYS, "gradient": "minibatch"}
+    #: the step of the SGD that finds the control variates' centre (on L: 0.8 of 2 / lambda_max)
+    centre_lr = 0.05
     num_data = 10_000
     dim = 10
     batch_size = 100
@@ -343,10 +413,65 @@ class BayesianLinearRegression(GaussianTask):
     def grad_(self, theta, out, gen):
         chains = theta.shape[0]
         idx = torch.randint(self.num_data, (chains, self.batch_size), generator=gen, device=theta.device)
+        self.batch_grad(theta, idx, out)
+
+    def batch_grad(self, theta: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """grad L_hat(theta) of every chain (row of theta) on its own minibatch (row of ``idx``)."""
         xb, yb = self._x[idx], self._y[idx]  # [C, B, d], [C, B]
         resid = yb - torch.einsum("cbd,cd->cb", xb, theta)
-        out.copy_(torch.einsum("cbd,cb->cd", xb, resid))
-        out.mul_(-1.0 / (self.batch_size * self.noise_sd**2)).add_(theta, alpha=self.prior_precision / self.num_data)
+        g = torch.einsum("cbd,cb->cd", xb, resid)
+        out = g if out is None else out.copy_(g)
+        return out.mul_(-1.0 / (idx.shape[1] * self.noise_sd**2)).add_(theta, alpha=self.prior_precision / self.num_data)
+
+    # -- control variates (gradient = "cv") --------------------------------------
+    def check_task_keys(self, opts):
+        """The toy keys, and ``gradient``: ``"minibatch"`` (plain minibatch gradients) or ``"cv"``
+        (control variates, with a constant step: not with ``cycles``)."""
+        super().check_task_keys(opts)
+        gradient = opts.get("gradient", "minibatch")
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient={gradient!r} is not a gradient estimator of {self.name}; valid: "
+                             f"{', '.join(GRADIENTS)}")
+        if gradient == "cv" and opts.get("cycles", 0):
+            raise ValueError(f"gradient='cv' runs with a constant step on {self.name}; valid with it: cycles=0")
+
+    def gradient_setup(self, proto, opts, theta, gen):
+        """With ``gradient = "cv"``: find each chain's centre, compute the full gradient there, start
+        the chain at its centre, and spend the rest of the budget on steps of two gradients each
+        (see the class docstring)."""
+        if opts.get("gradient", "minibatch") != "cv":
+            return super().gradient_setup(proto, opts, theta, gen)
+        from sgmcmc.gradients import control_variate, full_gradient
+
+        chains, n, b = theta.shape[0], self.num_data, self.batch_size
+        steps = proto["steps"]
+        sgd_steps = steps // 10
+        with torch.no_grad():
+            x = theta.detach().clone()
+            avg = torch.zeros_like(x)
+            g = torch.empty_like(x)
+            for t in range(sgd_steps):  # SGD from the chains' start, averaged over its second half
+                idx = torch.randint(n, (chains, b), generator=gen, device=x.device)
+                x.sub_(self.batch_grad(x, idx, g), alpha=self.centre_lr)
+                if t >= sgd_steps // 2:
+                    avg.add_(x)
+            centre = avg.div_(sgd_steps - sgd_steps // 2)
+            chunks = (torch.arange(i, min(i + b, n), device=x.device).expand(chains, -1) for i in range(0, n, b))
+            centre_grad, _ = full_gradient(self.batch_grad, centre, chunks, size=lambda idx: idx.shape[1])
+            theta.copy_(centre)
+        setup = sgd_steps + math.ceil(n / b)
+        cv_steps = (steps - setup) // 2
+        scaled = dict(proto, steps=cv_steps, burn_in=round(proto["burn_in"] * cv_steps / steps))
+
+        def grad(theta, out, gen):
+            idx = torch.randint(n, (chains, b), generator=gen, device=theta.device)
+            out.copy_(control_variate(self.batch_grad, theta, idx, centre, centre_grad))
+
+        return scaled, grad, 2, setup
+
+
+#: the gradient estimators of :class:`BayesianLinearRegression` (task-wide key ``gradient``)
+GRADIENTS = ("minibatch", "cv")
 
 
 #: the mixture's columns: the mode weights first, then the toy columns that still mean something
@@ -384,6 +509,14 @@ class GaussianMixture2D(GaussianTask):
         if profile == "quick":
             proto.update(steps=2_000, burn_in=500)
         return proto
+
+    #: the tuning protocol scores the per-chain mode-mass error (the headline; a Gaussian fit's KL
+    #: means nothing for two modes) among trials that sample the right spread (configs/toy.toml)
+    tuning_metric = "chain_mass_error"
+
+    def tuning_eligible(self, metrics: dict) -> bool:
+        err = metrics.get("var_error")
+        return isinstance(err, (int, float)) and abs(err) <= 0.1
 
     name = "mixture-2d"
     suite = "multimodal"

@@ -303,6 +303,10 @@ class MNISTTask(Task):
     suite = "mnist"
     metrics = MNIST_METRICS
     task_keys = TASK_KEYS
+    #: tuning (benchmarks.tuning): validation NLL on the 10,000 MNIST validation images
+    tuning_keys = {"evaluate_on": "validation"}
+    tuning_metric = "nll"
+    tune_lr_max = 3.0
     summary_keys = ("error", "auroc_entropy")
 
     def __init__(self, name: str, model: str, profiles: tuple[str, ...], description: str,

@@ -16,6 +16,15 @@ burn-in, then a sample every 10 steps (800 samples) folded into a running poster
 Bayesian posterior. Step sizes are chosen on the validation split by NLL (``evaluate_on =
 "validation"``), never on the reference metrics; then the test split is scored.
 
+Task-wide key ``gradient``: ``"minibatch"`` (the default) or ``"cv"``, control variates
+(:class:`sgmcmc.ControlVariates`; Baker et al. 2019): grad_hat(theta) = g_B(theta) - g_B(theta_hat) +
+g_full(theta_hat). The budget stays the same number of batch gradients, split as (all counted in
+the record's ``grad_evals``): 10 % of it on SGD from the run's initial point (the task's tuned sgd
+lr, :data:`CENTRE_LR`), theta_hat = the average of SGD's second half; the full gradient at theta_hat,
+one pass over the training data (N / batch = 100 batch gradients); the rest on sampler steps of two
+batch gradients each (the same batch at theta and at theta_hat), starting at theta_hat, with the same
+20 % burn-in and thinning by 10. Default profile on mnist-logreg: 1,000 + 100 + 2 x 4,450 of 10,000.
+
 The reference (``benchmarks/references/<task>.npz``, computed by ``scripts/make_reference.py``
 with NumPyro's NUTS) is checked against the sha256 in its JSON provenance when it loads; the
 JSON also holds HMC's own chain-against-chain agreement and TV: the ceiling any sampler can reach.
@@ -24,7 +33,9 @@ JSON also holds HMC's own chain-against-chain agreement and TV: the ceiling any 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -48,7 +59,13 @@ PROTOCOLS = {
 }
 BURN_IN_FRACTION = 0.2
 THIN = 10
-TASK_KEYS = {"evaluate_on": "test"}
+TASK_KEYS = {"evaluate_on": "test", "gradient": "minibatch"}
+#: the gradient estimators (task-wide key ``gradient``): plain minibatch gradients, or control variates
+GRADIENTS = ("minibatch", "cv")
+#: with gradient = "cv": the share of the budget spent on SGD to the centre, and SGD's step per task
+#: (each task's tuned sgd lr, benchmarks/configs/reference.toml)
+CENTRE_SHARE = 0.1
+CENTRE_LR = {"mnist-logreg": 3.0, "digits-mlp": 1.0}
 
 
 class ReferenceError(RuntimeError):
@@ -79,6 +96,30 @@ def _problem(name: str, data_dir: str | None, offline: bool | None) -> RD.Proble
     return RD.load_problem(name, data_dir, offline)
 
 
+def minibatch_loss(name: str, params: list[torch.Tensor], num_data: int, batch: Any) -> torch.Tensor:
+    """L_hat = mean cross-entropy over the batch + |theta|^2 / (2 N sd^2)."""
+    x, y = batch
+    prior = sum((p * p).sum() for p in params) / (2.0 * num_data * RD.PRIOR_SD**2)
+    return F.cross_entropy(RD.logits(name, params, x), y) + prior
+
+
+def find_centre(name: str, params: list[torch.Tensor], num_data: int, stream, steps: int, lr: float) -> None:
+    """``steps`` steps of SGD (step ``lr`` on L) on batches from ``stream``; the parameters end at the
+    average of the second half's iterates (Polyak-Ruppert averaging)."""
+    start = steps // 2
+    avg = [torch.zeros_like(p) for p in params]
+    for t in range(steps):
+        grads = torch.autograd.grad(minibatch_loss(name, params, num_data, next(stream)), params)
+        with torch.no_grad():
+            for p, g, a in zip(params, grads, avg):
+                p.sub_(g, alpha=lr)
+                if t >= start:
+                    a.add_(p)
+    with torch.no_grad():
+        for p, a in zip(params, avg):
+            p.copy_(a / max(steps - start, 1))
+
+
 class ReferenceLoop(SamplingLoop):
     """Minibatch gradients of L_hat = mean cross-entropy + |theta|^2 / (2 N sd^2); each kept
     sample adds its class probabilities on the evaluation inputs (and its parameters' moments)."""
@@ -93,13 +134,16 @@ class ReferenceLoop(SamplingLoop):
         self.moment1 = torch.zeros(numel, dtype=torch.float64)
         self.moment2 = torch.zeros(numel, dtype=torch.float64)
 
+    #: a :class:`sgmcmc.ControlVariates` with its centre set (gradient = "cv"), or None
+    control_variates = None
+
     def gradient(self, t: int, batch: Any) -> None:
-        x, y = batch
+        if self.control_variates is not None:
+            self.control_variates.backward(batch)
+            return
         for p in self.params:
             p.grad = None
-        prior = sum((p * p).sum() for p in self.params) / (2.0 * self.num_data * RD.PRIOR_SD**2)
-        loss = F.cross_entropy(RD.logits(self.name, self.params, x), y) + prior
-        loss.backward()
+        minibatch_loss(self.name, self.params, self.num_data, batch).backward()
 
     def consume(self, t: int) -> None:
         with torch.no_grad():
@@ -117,6 +161,11 @@ class ReferenceTask(Task):
     task_keys = TASK_KEYS
     sweep_keys = ("tv", "agreement", "nll")
     relative_cost = 8.0
+    #: tuning (benchmarks.tuning): NLL on the validation split, never the test points the
+    #: reference scores
+    tuning_keys = {"evaluate_on": "validation"}
+    tuning_metric = "nll"
+    tune_lr_max = 10.0
 
     def __init__(self, name: str, description: str, metrics: tuple[Metric, ...]):
         self.name, self._description, self.metrics = name, description, metrics
@@ -142,6 +191,10 @@ class ReferenceTask(Task):
         where = opts.get("evaluate_on", "test")
         if where not in ("test", "validation"):
             raise ValueError(f"evaluate_on={where!r}; valid: test, validation")
+        gradient = opts.get("gradient", "minibatch")
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient={gradient!r} is not a gradient estimator of {self.name}; valid: "
+                             f"{', '.join(GRADIENTS)}")
 
     def check_ready(self, ctx: RunContext) -> None:
         load_reference(self.name)
@@ -177,10 +230,25 @@ class ReferenceTask(Task):
         total = proto["epochs"] * steps_per_epoch
         keep = keep_every(total, int(BURN_IN_FRACTION * total), THIN)
         batches = Batches(x, y, bs, generator=gen)
+        stream = (b for _ in range(proto["epochs"]) for b in batches)
+        cv, setup = None, 0
+        if opts["gradient"] == "cv":
+            from sgmcmc import ControlVariates
+
+            stream = (b for _ in itertools.count() for b in batches)
+            sgd_steps = int(CENTRE_SHARE * total)
+            with torch.enable_grad():
+                find_centre(self.name, params, num_data, stream, sgd_steps, CENTRE_LR[self.name])
+            cv = ControlVariates(params, lambda b: minibatch_loss(self.name, params, num_data, b), batch_size=bs)
+            cv.set_centre(Batches(x, y, bs, shuffle=False, drop_last=False))
+            setup = sgd_steps + math.ceil(cv.grad_evals)
+            total = (total - setup) // 2
+            keep = keep_every(total, int(BURN_IN_FRACTION * total), THIN)
+            stream = itertools.islice(stream, total)
         loop = ReferenceLoop(self.name, params, num_data, torch.from_numpy(eval_x).to(device), sampler, keep, ctx,
-                             f"{self.name} {sampler_label(sampler_cls)}",
-                             batches=(b for _ in range(proto["epochs"]) for b in batches),
-                             progress_every=steps_per_epoch)
+                             f"{self.name} {sampler_label(sampler_cls)}", batches=stream,
+                             progress_every=steps_per_epoch, grads_per_step=2 if cv is not None else 1)
+        loop.control_variates = cv
         done = loop.run()
         predictive = (loop.prob_sum / done.kept).cpu().numpy()
         if not np.isfinite(predictive).all():
@@ -200,7 +268,7 @@ class ReferenceTask(Task):
                 metrics.update(mean_error_median=float(np.median(z)), mean_error_max=float(np.max(z)),
                                log_sd_ratio_median=float(np.median(r)), log_sd_ratio_max=float(np.max(r)))
         metrics.update(train_time_s=done.sampling_time_s, eval_time_s=done.eval_time_s, samples=done.kept)
-        return RunResult(metrics=metrics, grad_evals=done.grad_evals, sampling_time_s=done.sampling_time_s)
+        return RunResult(metrics=metrics, grad_evals=done.grad_evals + setup, sampling_time_s=done.sampling_time_s)
 
 
 _FUNCTION = (Metric("tv", "TV to HMC", "min"), Metric("agreement", "agreement", "max"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 from typing import Any
 
 import torch
@@ -204,7 +205,7 @@ def check_lr_schedulers(cls, *, lr=None, protocol=None, **hyper) -> dict:
         if _same(scheduled, constant):
             raise CheckFailed(f"lr_schedulers: {label}: the scheduled run equals the constant-lr run: the sampler "
                               f"ignores param_groups[i]['lr']", {"lrs": lrs})
-        out[label] = [round(x, 6) for x in lrs[:6]]
+        out[f"{label} first lrs"] = [round(x, 6) for x in lrs[:6]]
     # an lr changed by hand mid-chain must act as it does in a fresh sampler resumed at that point
     # (a sampler that caches anything derived from lr, e.g. its noise scale, at its first step fails)
     gen = torch.Generator().manual_seed(21)
@@ -263,10 +264,39 @@ def check_param_groups(cls, *, lr=None, protocol=None, **hyper) -> dict:
     return {"overridden": over}
 
 
+#: independent_noise: fresh samplers (one per seed) whose displacements are correlated
+_NOISE_REPLICATES = 400
+#: |r| of two independent coordinates over n replicates is below this many 1 / sqrt(n) (the null sd)
+_NOISE_CORR_SDS = 5.0
+#: the parameters of a replicate: (group, shape); the first two share a group
+_NOISE_SHAPES = ((0, (5,)), (0, (7,)), (1, (3,)))
+
+
+def _noise_displacements(cls, hyper, replicates: int, steps: int = 2) -> torch.Tensor:
+    """[replicates, values]: each replicate a fresh sampler (its own generator= seed) on
+    three small parameters at 0, two in one group and one in a second, stepped ``steps`` times with a
+    fixed gradient (the same in every replicate); the parameters' values afterwards. A sampler that
+    moves each coordinate by its own noise (momentum included: from rest, the displacement is linear in
+    that coordinate's draws) gives independent columns."""
+    rows = torch.empty(replicates, sum(math.prod(shape) for _, shape in _NOISE_SHAPES), dtype=torch.float64)
+    torch.manual_seed(20_000)  # for samplers that draw from the global generator
+    for r in range(replicates):
+        params = [torch.nn.Parameter(torch.zeros(shape)) for _, shape in _NOISE_SHAPES]
+        groups = [{"params": [p for (g, _), p in zip(_NOISE_SHAPES, params) if g == k]} for k in (0, 1)]
+        opt = _build(cls, groups, hyper, generator=torch.Generator().manual_seed(r))
+        for _ in range(steps):
+            for p in params:
+                p.grad = torch.full_like(p, 0.5)
+            opt.step()
+        rows[r] = _snapshot(params).to(torch.float64)
+    return rows
+
+
 @_check("independent_noise", applies=lambda cls: bool(cls.uses_noise))
 def check_independent_noise(cls, *, lr=None, protocol=None, **hyper) -> dict:
-    """Two parameters that start equal and see equal gradients part ways: each draws its own noise
-    (in one group and across groups)."""
+    """Each parameter draws its own noise: twins (equal start, equal gradients) part ways, and over 400
+    fresh samplers no coordinate's displacement correlates with one of another parameter (|r| < 5 /
+    sqrt(400)), in one group and across groups."""
     def twins(groups):
         a, b, c = (torch.nn.Parameter(torch.zeros(4, 3)) for _ in range(3))
         params = [a, b, c] if groups == 1 else [{"params": [a, b]}, {"params": [c]}]
@@ -283,7 +313,31 @@ def check_independent_noise(cls, *, lr=None, protocol=None, **hyper) -> dict:
         if same:
             raise CheckFailed(f"independent_noise: parameters {', '.join(same)} started equal, saw equal gradients and are "
                               f"still equal after 3 steps ({groups} group(s)): they drew the same noise")
-    return {}
+    n = _NOISE_REPLICATES
+    rows = _noise_displacements(cls, hyper, n)
+    owner = torch.cat([torch.full((math.prod(shape),), k) for k, (_, shape) in enumerate(_NOISE_SHAPES)])
+    local = torch.cat([torch.arange(math.prod(shape)) for _, shape in _NOISE_SHAPES])
+    sd = rows.std(0)
+    if bool((sd == 0).any()):
+        i = int((sd == 0).nonzero()[0])
+        raise CheckFailed(f"independent_noise: value {int(local[i])} of parameter {int(owner[i])} moved alike for every "
+                          f"seed of generator= and every state of the global generator: its noise ignores both")
+    z = (rows - rows.mean(0)) / sd
+    corr = z.T @ z / (n - 1)
+    cross = owner[:, None] != owner[None, :]
+    r = corr.abs().where(cross, torch.zeros_like(corr))
+    worst = float(r.max())
+    bound = _NOISE_CORR_SDS / math.sqrt(n)
+    out = {"replicates": n, "max_abs_corr": worst, "bound": bound}
+    if worst >= bound:
+        i, j = divmod(int(r.argmax()), r.shape[1])
+        pi, pj = int(owner[i]), int(owner[j])
+        where = "in one group" if _NOISE_SHAPES[pi][0] == _NOISE_SHAPES[pj][0] else "across two groups"
+        raise CheckFailed(f"independent_noise: the displacements of value {int(local[i])} of parameter {pi} and value "
+                          f"{int(local[j])} of parameter {pj} ({where}) are correlated, r = {float(corr[i, j]):+.3f} over {n} "
+                          f"seeds (limit |r| < {bound:.3f}, {_NOISE_CORR_SDS:g} / sqrt({n})): the parameters' noise "
+                          f"must be drawn independently, not from overlapping parts of one draw", out)
+    return out
 
 
 @_check("noise_dtype", applies=lambda cls: bool(cls.uses_noise))

@@ -50,7 +50,9 @@ class CheckResult:
         return self
 
     def __str__(self) -> str:
-        nums = ", ".join(f"{k}={_fmt(v)}" for k, v in self.numbers.items())
+        spec = _SPECS.get(self.check)
+        render = spec.render if spec is not None and spec.render is not None else _render_numbers
+        nums = ", ".join(render(self.numbers))
         text = f"[{self.status.upper()}] {self.check} ({self.seconds:.2f} s)"
         if self.message:
             text += f": {self.message}"
@@ -76,7 +78,20 @@ def _fmt(v: Any) -> str:
         return f"{v:.4g}"
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
     return str(v)
+
+
+def _fmt_item(key: str, value: Any) -> str:
+    """``key=value``; ``key: value`` when the key is itself a setting or a call (``friction=1``,
+    ``CosineAnnealingWarmRestarts(T_0=4)``) or the value a dict, so that no line reads ``a=b=c``."""
+    sep = ": " if ("=" in key or "(" in key or isinstance(value, dict)) else "="
+    return f"{key}{sep}{_fmt(value)}"
+
+
+def _render_numbers(numbers: dict) -> list[str]:
+    return [_fmt_item(k, v) for k, v in numbers.items()]
 
 
 # ====================================================================== sampler resolution
@@ -109,16 +124,19 @@ class _Check:
     statistical: bool
     applies: Callable[[type], bool]
     doc: str
+    #: the numbers of a result as text, one item each (default :func:`_render_numbers`)
+    render: Callable[[dict], list[str]] | None = None
 
 
 CHECKS: dict[str, Callable[..., dict]] = {}
 _SPECS: dict[str, _Check] = {}
 
 
-def _check(name: str, *, statistical: bool = False, applies: Callable[[type], bool] = lambda cls: True):
+def _check(name: str, *, statistical: bool = False, applies: Callable[[type], bool] = lambda cls: True,
+           render: Callable[[dict], list[str]] | None = None):
     def deco(func):
         doc = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
-        _SPECS[name] = _Check(name, func, statistical, applies, doc)
+        _SPECS[name] = _Check(name, func, statistical, applies, doc, render)
         CHECKS[name] = func
         return func
 

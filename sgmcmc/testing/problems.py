@@ -27,6 +27,9 @@ class Protocol:
 
     dim: int = 10
     condition: float = 50.0
+    #: N of ``stationary``, ``stationary_hypers`` and ``step_bias``; the other checks run the same mean
+    #: loss L = U / N over other N (:meth:`GaussianProblem.with_num_data`), so that a sampler that
+    #: misreads num_data cannot pass them all
     num_data: int = 100
     chains: int = 256
     steps: int = 6000
@@ -38,10 +41,19 @@ class Protocol:
     start_scale: float = 3.0
     mean_mcse: float = 4.0
     var_tol: float = 0.10
+    #: ``tempered`` runs at these two temperatures, the first over ``tempered_num_data[0]`` data and
+    #: the second over ``tempered_num_data[1]``
     tempered: float = 0.5
+    tempered_hot: float = 2.0
+    tempered_num_data: tuple[int, int] = (1000, 37)
     #: gradient noise sd as a multiple of the exact gradient's sd over the posterior
     grad_noise: float = 0.5
     noise_var_tol: float = 0.15
+    grad_noise_num_data: int = 300
+    #: the noise-only run of ``gradient_noise`` (T = 0, gradient noise only, started at the mode)
+    noise_only_chains: int = 64
+    noise_only_steps: int = 2500
+    noise_only_burn_in: int = 1000
     bias_factor: float = 4.0
     #: a stiff-direction variance error below bias_floor_se standard errors counts as "none"
     bias_floor_se: float = 3.0
@@ -75,6 +87,17 @@ class GaussianProblem:
     @property
     def condition(self) -> float:
         return float(self.eigenvalues.max() / self.eigenvalues.min())
+
+    def with_num_data(self, num_data: int) -> "GaussianProblem":
+        """The same mean loss L = U / N over ``num_data`` data: U = num_data * L, so the precision
+        scales by num_data / N and the covariance by N / num_data, while grad L, and so what a step
+        ``lr`` does to L, stay as they are. A sampler that keeps the contract (lr the step on L,
+        noise sqrt(T / N)) runs the same chain up to the scale sqrt(N / num_data) about the mean."""
+        if num_data == self.num_data:
+            return self
+        r = num_data / self.num_data
+        return GaussianProblem(self.precision * r, self.covariance / r, self.mean, self.eigenvalues * r,
+                               self.eigenvectors, int(num_data))
 
     def grad_mean_loss(self, x: torch.Tensor) -> torch.Tensor:
         """grad L for each chain (row) of x: P (x - mean) / N (the gradient of the summed L)."""
