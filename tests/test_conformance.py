@@ -519,7 +519,7 @@ def test_command_line(capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["sgld", "--checks", "bogus"], "unknown check(s) bogus; valid: stationary"),
     (["sgld", "--checks", ","], "(none named); valid: stationary"),
-    (["nosuch"], "unknown sampler 'nosuch'; valid: psgld"),
+    (["nosuch"], "unknown sampler 'nosuch'; valid: "),
     (["os:path"], "not a subclass of sgmcmc.Sampler"),
     (["--bias", "nosuch"], "unknown sampler 'nosuch'"),
 ])

@@ -19,8 +19,8 @@ from benchmarks.tasks.base import RunContext
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-SAMPLERS = ["sgd", "sgld", "psgld", "sghmc", "underdamped"]
-LR = {"sgd": 1e-3, "sgld": 1e-3, "psgld": 1e-4, "sghmc": 1e-3, "underdamped": 1e-3}
+SAMPLERS = ["sgd", "sgld", "psgld", "sghmc", "underdamped", "sgnht"]
+LR = {"sgd": 1e-3, "sgld": 1e-3, "psgld": 1e-4, "sghmc": 1e-3, "underdamped": 1e-3, "sgnht": 1e-3}
 
 
 @pytest.mark.parametrize("name", SAMPLERS)

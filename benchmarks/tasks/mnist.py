@@ -19,16 +19,22 @@ predictions give the ``single_*`` metrics (one network, no averaging). ``evaluat
 "validation"`` swaps the MNIST test set for the 10,000 validation images: configs are tuned so.
 
 The cyclical protocol (task ``mnist-mlp-cyclical``; Zhang et al. 2020, "Cyclical stochastic gradient
-MCMC for Bayesian deep learning"): the same budget cut into ``cycles`` equal cycles. Within a cycle
-the step size follows a cosine from ``lr`` down to 0 (``torch.optim.lr_scheduler.
-CosineAnnealingWarmRestarts``, stepped every iteration). The first ``explore`` fraction of a cycle is
-exploration: the sampler runs with temperature 0 (no noise: its optimiser, e.g. sgld is SGD, sghmc
-SGD with momentum). The rest is sampling, at the row's temperature (1 unless a config says
-otherwise), and a sample is kept every ``thin`` steps of it, the last at the cycle's end. There is
-no separate burn-in: every cycle's sampling stage counts. Every sampler, SGD included, runs the same
-schedule; its step size ``lr`` is tuned on validation like the constant protocol's. The task key
-``explore`` (``--hyper explore=0``) overrides the exploration fraction and ``cycles`` (``--hyper
-cycles=10``) the number of cycles, for ablations and for tuning the protocol on validation.
+MCMC for Bayesian deep learning"; the schedule, noise switch and keep plan are :mod:`.cyclical`'s): the
+same budget cut into ``cycles`` equal cycles. Within a cycle the step size follows a cosine from ``lr``
+down to 0 (``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``, stepped every iteration). The
+first ``explore`` fraction of a cycle is exploration: the sampler runs with temperature 0 (no noise:
+its optimiser, e.g. sgld is SGD, sghmc SGD with momentum). The rest is sampling, at the row's
+temperature (1 unless a config says otherwise), and a sample is kept every ``thin`` steps of it, the
+last at the cycle's end. There is no separate burn-in: every cycle's sampling stage counts. Every
+sampler, SGD included, runs the same schedule; its step size ``lr`` is tuned on validation like the
+constant protocol's. The task key ``explore`` (``--hyper explore=0``) overrides the exploration
+fraction and ``cycles`` (``--hyper cycles=10``) the number of cycles, for ablations and for tuning
+the protocol on validation.
+
+On a constant-step task (``mnist-mlp``, ``mnist-cnn``) a row that sets ``cycles = k`` runs the
+cyclical protocol instead (:data:`CYCLICAL`'s overrides with ``k`` cycles: no burn-in, a sample every
+50 steps of each sampling stage, ``explore`` 0.8 unless the row sets it), within the same epochs:
+the leaderboard's ``cyclical`` rows. ``explore`` without ``cycles`` is refused there.
 
 ``lr_decay_to`` (default 1: a constant step) decays the step size geometrically over the run, from
 ``lr`` at the first step to ``lr * lr_decay_to`` at the last (``torch.optim.lr_scheduler.LambdaLR``
@@ -53,6 +59,7 @@ import torch.nn.functional as F
 from .. import metrics as M
 from ..data import Batches
 from ..models import build_model
+from . import cyclical as C
 from .base import (Diverged, Metric, RunContext, RunResult, SamplingLoop, Task, build_sampler, check_profile, keep_every,
                    sampler_label)
 
@@ -65,8 +72,9 @@ MNIST_PROFILES = {
     "full": dict(epochs=20, burn_in_epochs=10, thin=100, batch_size=100, cycles=0, explore=0.0),
 }
 
-#: the cyclical protocol (Zhang et al. 2020, cSG-MCMC): a task variant's overrides of the profile
-CYCLICAL = dict(cycles=4, explore=0.8, burn_in_epochs=0, thin=50)
+#: the cyclical protocol (Zhang et al. 2020, cSG-MCMC): a task variant's overrides of the profile, and a
+#: constant-step task's for a row that sets ``cycles`` (with the row's count)
+CYCLICAL = dict(cycles=4, explore=C.EXPLORE, burn_in_epochs=0, thin=50)
 
 #: task-level keys a config row may set beside the sampler's hyperparameters
 TASK_KEYS = {"prior": "isotropic", "prior_sd": 1.0, "evaluate_on": "test", "lr_decay_to": 1.0, "explore": None,
@@ -177,16 +185,7 @@ def check_task_keys(opts: dict[str, Any]) -> None:
     where = opts.get("evaluate_on", "test")
     if where not in ("test", "validation"):
         raise ValueError(f"evaluate_on={where!r}; valid: test, validation")
-    explore = opts.get("explore")
-    if explore is not None and (isinstance(explore, bool) or not isinstance(explore, (int, float))
-                                or not 0.0 <= explore < 1.0):
-        raise ValueError(f"explore={explore!r} is out of range; valid: [0, 1) (the cyclical protocol's "
-                         "noiseless fraction of each cycle)")
-    cycles = opts.get("cycles")
-    if cycles is not None and (isinstance(cycles, bool) or not isinstance(cycles, (int, float))
-                               or not float(cycles).is_integer() or cycles < 1):
-        raise ValueError(f"cycles={cycles!r} is out of range; valid: an integer >= 1 (the cyclical protocol's "
-                         "number of cycles, dividing the run's steps)")
+    C.check_keys(opts)
     decay_to = opts.get("lr_decay_to", 1.0)
     if isinstance(decay_to, bool) or not isinstance(decay_to, (int, float)) or not 0.0 < decay_to <= 1.0:
         raise ValueError(f"lr_decay_to={decay_to!r} is out of range; valid: (0, 1] (1: a constant step size)")
@@ -194,17 +193,7 @@ def check_task_keys(opts: dict[str, Any]) -> None:
 
 def _cycle_plan(proto: dict, total: int) -> tuple[int, int]:
     """(steps per cycle, exploration steps per cycle) of a cyclical protocol; (0, 0) for a constant one."""
-    cycles, explore = proto.get("cycles", 0), proto.get("explore", 0.0)
-    if cycles == 0:
-        return 0, 0
-    if isinstance(cycles, bool) or not isinstance(cycles, int) or not 1 <= cycles <= total:
-        raise ValueError(f"cycles={cycles!r} is out of range; valid: an integer in [1, {total}] (0: no cycles)")
-    if not 0.0 <= explore < 1.0:
-        raise ValueError(f"explore={explore!r} is out of range; valid: [0, 1)")
-    cycle_len = total // cycles
-    if cycle_len * cycles != total:
-        raise ValueError(f"cycles={cycles} does not divide the run's {total} steps; valid: a divisor of {total}")
-    return cycle_len, round(explore * cycle_len)
+    return C.plan(proto.get("cycles", 0), proto.get("explore", 0.0), total)
 
 
 def _prior_precisions(model: torch.nn.Module, prior: str, prior_sd: float) -> list[float]:
@@ -241,8 +230,7 @@ class MNISTLoop(SamplingLoop):
         self.eval_x = eval_x
         self.n_test = len(eval_x) if n_test is None else n_test  # the MNIST inputs come first in eval_x
         self.cycle_len, self.explore_steps = cycle
-        if self.cycle_len:
-            self.temperatures = [g["temperature"] for g in sampler.param_groups]
+        self.noise_switch = C.NoiseSwitch(sampler, *cycle) if self.cycle_len else None
         self.traced, self.trace_every, length = traced if traced is not None else (None, 1, 0)
         self.weight_trace = torch.empty(length, device=eval_x.device)
         self.prob_sum = torch.zeros(len(eval_x), 10, dtype=torch.float64, device=eval_x.device)
@@ -260,11 +248,8 @@ class MNISTLoop(SamplingLoop):
             g.add_(p.detach(), alpha=prec / self.num_data)  # grad of -log p(theta) / N
 
     def before_step(self, t):
-        if self.cycle_len:
-            pos = t % self.cycle_len  # this step's place in its cycle
-            if pos == 0 or pos == self.explore_steps:  # exploration (T = 0) starts / sampling starts
-                for group, temp in zip(self.sampler.param_groups, self.temperatures):
-                    group["temperature"] = 0.0 if pos < self.explore_steps else temp
+        if self.noise_switch is not None:
+            self.noise_switch(t)
 
     def after_step(self, t):
         if self.traced is not None and t % self.trace_every == 0:
@@ -318,31 +303,34 @@ class MNISTTask(Task):
         self.data = data
         self.protocol_overrides = protocol_overrides or {}
 
+    @property
+    def cyclical(self) -> bool:
+        """Whether the task's own protocol is the cyclical one (``mnist-mlp-cyclical``)."""
+        return bool(self.protocol_overrides.get("cycles"))
+
     def check_task_keys(self, opts: dict[str, Any]) -> None:
-        """The module's checks, plus the keys that depend on this task's protocol: ``explore`` and
-        ``cycles`` override a cyclical protocol's exploration fraction and cycle count (an error on
-        any other task; on the real data the cycle count must divide every profile's steps), and
-        ``lr_decay_to`` cannot reshape a cyclical protocol's step sizes."""
+        """The module's checks, plus the keys that depend on this task's protocol: ``cycles`` sets the
+        cycle count of a cyclical protocol, or switches a constant-step task's row to the cyclical
+        protocol (on the real data it must divide every profile's steps); ``explore`` sets the
+        exploration fraction (on a constant-step task only beside ``cycles``); ``lr_decay_to``
+        cannot reshape a cyclical protocol's step sizes."""
         check_task_keys(opts)
-        cyclical = bool(self.protocol_overrides.get("cycles"))
-        for key in ("explore", "cycles"):
-            value = opts.get(key)
-            if value is not None and not cyclical:
-                tasks = [t.name for t in MNIST_TASKS if t.protocol_overrides.get("cycles")]
-                raise ValueError(f"{key}={value!r} applies to a cyclical protocol only; {self.name} has none "
-                                 f"(valid: the task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)})")
-        cycles = opts.get("cycles")
+        cycles, explore = opts.get("cycles"), opts.get("explore")
+        if explore is not None and cycles is None and not self.cyclical:
+            raise ValueError(f"explore={explore!r} applies to the cyclical protocol only, and {self.name} runs a "
+                             f"constant step unless the row sets cycles; valid: explore with cycles = an integer "
+                             f">= 1 (or no explore)")
         if cycles is not None and self.data is load_real_data:
+            steps = {}
             for profile in self.profiles:
                 proto = self.protocol(profile)
-                total = proto["epochs"] * (TRAIN_SIZE // proto["batch_size"])
-                if total % int(cycles):
-                    raise ValueError(f"cycles={cycles!r} does not divide the {total} steps of {self.name}'s "
-                                     f"{profile} profile; valid: a divisor of {total}")
+                steps[profile] = proto["epochs"] * (TRAIN_SIZE // proto["batch_size"])
+            C.check_divides(cycles, steps, self.name)
         decay_to = opts.get("lr_decay_to", 1.0)
-        if cyclical and decay_to != 1.0:
-            raise ValueError(f"lr_decay_to={decay_to!r} cannot combine with the cyclical protocol of {self.name} "
-                             "(its step size already follows a cosine within each cycle); valid: 1")
+        if (self.cyclical or cycles is not None) and decay_to != 1.0:
+            what = f"the cyclical protocol of {self.name}" if self.cyclical else f"the cyclical protocol (cycles={cycles!r})"
+            raise ValueError(f"lr_decay_to={decay_to!r} cannot combine with {what} (its step size already "
+                             "follows a cosine within each cycle); valid: 1")
 
     def check_ready(self, ctx: RunContext) -> None:
         """Load (and cache) every dataset now, so a missing one stops the suite before any run; every
@@ -371,6 +359,8 @@ class MNISTTask(Task):
         precisions = _prior_precisions(model, task_opts["prior"], float(task_opts["prior_sd"]))
         sampler = build_sampler(sampler_cls, params, hyper, num_data)
         decay_to = task_opts["lr_decay_to"]
+        if task_opts["cycles"] is not None and not self.cyclical:  # a cyclical row of a constant-step task
+            proto = {**proto, **CYCLICAL}
         if task_opts["explore"] is not None:  # an ablation of the cyclical protocol (see the module docstring)
             proto = {**proto, "explore": float(task_opts["explore"])}
         if task_opts["cycles"] is not None:
@@ -394,10 +384,9 @@ class MNISTTask(Task):
         schedule = None
         cycle_len, explore_steps = _cycle_plan(proto, total)
         if cycle_len:
-            schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(sampler, T_0=cycle_len)
+            schedule = C.cosine_schedule(sampler, cycle_len)
             # a sample every thin steps of each cycle's sampling stage, the last at the cycle's end
-            keep = [t % cycle_len >= explore_steps and (cycle_len - 1 - t % cycle_len) % thin == 0
-                    for t in range(total)]
+            keep = C.keep_plan(total, cycle_len, explore_steps, thin)
         else:
             if decay_to != 1.0:
                 rate = math.log(decay_to) / max(total - 1, 1)

@@ -25,6 +25,14 @@ one pass over the training data (N / batch = 100 batch gradients); the rest on s
 batch gradients each (the same batch at theta and at theta_hat), starting at theta_hat, with the same
 20 % burn-in and thinning by 10. Default profile on mnist-logreg: 1,000 + 100 + 2 x 4,450 of 10,000.
 
+Task-wide keys ``cycles`` and ``explore``: the cyclical protocol (Zhang et al. 2020; :mod:`.cyclical`,
+the same as the MNIST tasks'), per row. ``cycles = k`` cuts the same budget into k equal cycles; within
+each the step size follows a cosine from ``lr`` down to 0, the first ``explore`` fraction (default
+0.8) runs at temperature 0 (no noise), and the rest samples at T = 1, keeping a sample every 10
+steps (the task's thinning), the last at the cycle's end; no separate burn-in. ``cycles`` must divide
+every profile's steps, ``explore`` needs ``cycles``, and neither combines with ``gradient = "cv"``
+(control variates take a constant step). Default profile, 5 cycles: 5 x 40 = 200 samples.
+
 The reference (``benchmarks/references/<task>.npz``, computed by ``scripts/make_reference.py``
 with NumPyro's NUTS) is checked against the sha256 in its JSON provenance when it loads; the
 JSON also holds HMC's own chain-against-chain agreement and TV: the ceiling any sampler can reach.
@@ -46,6 +54,7 @@ import torch.nn.functional as F
 
 from .. import metrics as M
 from ..data import Batches
+from . import cyclical as C
 from . import reference_data as RD
 from .base import (Diverged, Metric, RunContext, RunResult, SamplingLoop, Task, build_sampler, check_profile,
                    keep_every, sampler_label)
@@ -59,7 +68,9 @@ PROTOCOLS = {
 }
 BURN_IN_FRACTION = 0.2
 THIN = 10
-TASK_KEYS = {"evaluate_on": "test", "gradient": "minibatch"}
+TASK_KEYS = {"evaluate_on": "test", "gradient": "minibatch", "cycles": None, "explore": None}
+#: the training-set size of each task (its steps per epoch: this over the batch size)
+TRAIN_SIZES = {"mnist-logreg": RD.LOGREG_TRAIN, "digits-mlp": RD.DIGITS_SPLIT[0]}
 #: the gradient estimators (task-wide key ``gradient``): plain minibatch gradients, or control variates
 GRADIENTS = ("minibatch", "cv")
 #: with gradient = "cv": the share of the budget spent on SGD to the centre, and SGD's step per task
@@ -136,6 +147,12 @@ class ReferenceLoop(SamplingLoop):
 
     #: a :class:`sgmcmc.ControlVariates` with its centre set (gradient = "cv"), or None
     control_variates = None
+    #: the cyclical protocol's temperature switch (:class:`.cyclical.NoiseSwitch`), or None
+    noise_switch = None
+
+    def before_step(self, t: int) -> None:
+        if self.noise_switch is not None:
+            self.noise_switch(t)
 
     def gradient(self, t: int, batch: Any) -> None:
         if self.control_variates is not None:
@@ -195,6 +212,21 @@ class ReferenceTask(Task):
         if gradient not in GRADIENTS:
             raise ValueError(f"gradient={gradient!r} is not a gradient estimator of {self.name}; valid: "
                              f"{', '.join(GRADIENTS)}")
+        C.check_keys(opts)
+        cycles, explore = opts.get("cycles"), opts.get("explore")
+        if explore is not None and cycles is None:
+            raise ValueError(f"explore={explore!r} applies to the cyclical protocol only, and {self.name} runs a "
+                             "constant step unless the row sets cycles; valid: explore with cycles = an integer "
+                             ">= 1 (or no explore)")
+        if cycles is not None and gradient == "cv":
+            raise ValueError(f"gradient='cv' runs with a constant step on {self.name}; valid with it: no cycles "
+                             f"(cycles={cycles!r} given)")
+        C.check_divides(cycles, {profile: self.steps(profile) for profile in self.profiles}, self.name)
+
+    def steps(self, profile: str) -> int:
+        """The sampler steps of a plain (minibatch) run under ``profile``."""
+        proto = self.protocol(profile)
+        return proto["epochs"] * (TRAIN_SIZES[self.name] // proto["batch_size"])
 
     def check_ready(self, ctx: RunContext) -> None:
         load_reference(self.name)
@@ -229,6 +261,13 @@ class ReferenceTask(Task):
         steps_per_epoch = num_data // bs
         total = proto["epochs"] * steps_per_epoch
         keep = keep_every(total, int(BURN_IN_FRACTION * total), THIN)
+        schedule = switch = None
+        if opts["cycles"] is not None:  # the cyclical protocol: no burn-in, samples from each sampling stage
+            explore = C.EXPLORE if opts["explore"] is None else float(opts["explore"])
+            cycle_len, explore_steps = C.plan(int(opts["cycles"]), explore, total)
+            schedule = C.cosine_schedule(sampler, cycle_len)
+            switch = C.NoiseSwitch(sampler, cycle_len, explore_steps)
+            keep = C.keep_plan(total, cycle_len, explore_steps, THIN)
         batches = Batches(x, y, bs, generator=gen)
         stream = (b for _ in range(proto["epochs"]) for b in batches)
         cv, setup = None, 0
@@ -247,8 +286,9 @@ class ReferenceTask(Task):
             stream = itertools.islice(stream, total)
         loop = ReferenceLoop(self.name, params, num_data, torch.from_numpy(eval_x).to(device), sampler, keep, ctx,
                              f"{self.name} {sampler_label(sampler_cls)}", batches=stream,
-                             progress_every=steps_per_epoch, grads_per_step=2 if cv is not None else 1)
-        loop.control_variates = cv
+                             progress_every=steps_per_epoch, grads_per_step=2 if cv is not None else 1,
+                             schedule=schedule)
+        loop.control_variates, loop.noise_switch = cv, switch
         done = loop.run()
         predictive = (loop.prob_sum / done.kept).cpu().numpy()
         if not np.isfinite(predictive).all():
