@@ -11,8 +11,8 @@ sampler gets the same search, with the same budget, scored on the same validatio
 3. **Extend.** While the best is at an end of what was tried, one rung beyond it. Stop once the best
    is bracketed (a worse, ineligible or diverged trial on both sides), or at :data:`MAX_TRIALS`.
 
-A sampler whose steps are ten times smaller than another's is found as surely, at the same cost:
-the probe spans four decades whatever the sampler.
+A sampler whose steps are ten times smaller than another's is found as surely, within the same
+budget: the probe spans four decades whatever the sampler.
 
 Every trial is an ordinary run (:class:`~benchmarks.records.RunSpec`, variant ``tuning``) on seed
 :data:`SEED` (never a published seed), in the task's default profile, with the task's

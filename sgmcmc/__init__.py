@@ -5,8 +5,8 @@ mean loss plus the negative log prior over N) and targets exp(-U / T); see :mod:
 docs/contract.md.
 
 >>> import sgmcmc
->>> sgmcmc.available()
-['psgld', 'sgd', 'sghmc', 'sgld', 'underdamped']
+>>> [n for n in sgmcmc.available() if ':' not in n and not n.startswith('posteriors-')]
+['psgld', 'sgd', 'sghmc', 'sgld', 'sgnht', 'underdamped']
 
 The built-in samplers are the modules of this package that are not private (``_name``) and not
 infrastructure (:data:`_NOT_SAMPLERS`): each is imported here and registers itself with
@@ -38,6 +38,7 @@ from .psgld import PSGLD  # noqa: E402
 from .sgd import SGD  # noqa: E402
 from .sghmc import SGHMC  # noqa: E402
 from .sgld import SGLD  # noqa: E402
+from .sgnht import SGNHT  # noqa: E402
 from .underdamped import UnderdampedLangevin  # noqa: E402
 
 from .gradients import CentreNotSetError, ControlVariates, control_variate, full_gradient  # noqa: E402
@@ -47,6 +48,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Sampler", "Hyper", "HyperparameterError", "NonFiniteGradientError", "Diverged", "UnknownSamplerError",
     "register", "get", "available", "ENTRY_POINT_GROUP",
-    "SGD", "SGLD", "PSGLD", "SGHMC", "UnderdampedLangevin",
+    "SGD", "SGLD", "PSGLD", "SGHMC", "SGNHT", "UnderdampedLangevin",
 ]
 __all__ += ["ControlVariates", "CentreNotSetError", "control_variate", "full_gradient"]
