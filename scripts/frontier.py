@@ -53,11 +53,13 @@ def points(records: list[dict]) -> pd.DataFrame:
             continue
         if float(hyper.get("temperature", 1.0)) == 1.0:  # T = 1 said or left to the default: the same run
             hyper.pop("temperature", None)
-        run = (cfg["task"], cfg["sampler"], json.dumps(hyper, sort_keys=True), cfg["seed"])
+        # a cyclical row of mnist-mlp (a row that sets `cycles`) is the cyclical study's run
+        task = "mnist-mlp-cyclical" if cfg["task"] == "mnist-mlp" and "cycles" in hyper else cfg["task"]
+        run = (task, cfg["sampler"], json.dumps(hyper, sort_keys=True), cfg["seed"])
         if run in seen:  # the same run published under two labels
             continue
         seen.add(run)
-        protocol = TASKS[cfg["task"]]
+        protocol = TASKS[task]
         sgd = cfg["sampler"] == "sgd"
         temperature = float("nan") if sgd else float(hyper.get("temperature", 1.0))
         explore = float(hyper.get("explore", CYCLICAL_EXPLORE)) if protocol == "cyclical" and not sgd else float("nan")

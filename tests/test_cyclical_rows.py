@@ -129,19 +129,20 @@ def test_the_constant_rows_keep_their_record_keys():
 
 
 def test_the_constant_trajectories_do_not_change():
-    """Numbers made by the code before the task keys ``cycles`` / ``explore`` reached these tasks."""
+    """Numbers made by the code before the task keys ``cycles`` / ``explore`` reached these tasks (to 1e-6:
+    the thread count and the CPU's vector units move the last digits)."""
     torch.manual_seed(0)
     run = tiny_task().run(sgmcmc.get("sgld"), {"lr": 0.05}, RunContext(seed=0, profile="quick"))
     trace = run.artifacts["weight_trace"]["values"]
-    assert run.metrics["nll"] == pytest.approx(0.09467727142366954, rel=1e-12)
-    assert (sum(trace), trace[-1]) == (pytest.approx(-0.46429800000000004, rel=1e-12), 0.020819)
+    assert run.metrics["nll"] == pytest.approx(0.09467727142366954, rel=1e-6)
+    assert (sum(trace), trace[-1]) == (pytest.approx(-0.46429800000000004, rel=1e-5), pytest.approx(0.020819, abs=2e-6))
     torch.manual_seed(0)
     run = tiny_task().run(sgmcmc.get("sghmc"), {"lr": 0.01, "friction": 0.1}, RunContext(seed=0, profile="quick"))
-    assert run.metrics["nll"] == pytest.approx(0.060282719982570517, rel=1e-12)
+    assert run.metrics["nll"] == pytest.approx(0.060282719982570517, rel=1e-6)
     torch.manual_seed(0)
     run = get_task("digits-mlp").run(sgmcmc.get("sgld"), {"lr": 1.0, "evaluate_on": "validation"},
                                      RunContext(seed=0, profile="quick"))
-    assert run.metrics["nll"] == pytest.approx(0.1766483714512042, rel=1e-12) and run.metrics["samples"] == 40
+    assert run.metrics["nll"] == pytest.approx(0.1766483714512042, rel=1e-6) and run.metrics["samples"] == 40
 
 
 # ------------------------------------------------------------------- a cyclical row, run

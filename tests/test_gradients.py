@@ -272,4 +272,4 @@ def test_configs_hold_the_cv_rows():
     assert rows[("sgld", "+cv")] == {"lr": 0.003, "gradient": "cv"}
     assert rows[("sghmc", "+cv")]["gradient"] == "cv" and ("sgld", "tuned") in rows
     ref = build_grid("reference", "quick", samplers=["sgld"], seeds=1, sweep=False, tasks=["mnist-logreg"])
-    assert {(s.sampler, s.variant) for s in ref} == {("sgld", "tuned"), ("sgld", "+cv")}
+    assert {(s.sampler, s.variant) for s in ref} == {("sgld", "tuned"), ("sgld", "+cv"), ("sgld", "cyclical")}

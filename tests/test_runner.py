@@ -179,7 +179,7 @@ def test_failed_run_is_recorded_with_the_error(tmp_path, tiny_profile):
     (["run", "mnist", "--samplers", "sgld", "--hyper", "prior=laplace"], "prior='laplace'; valid: isotropic, fanin"),
     (["run", "all", "--samplers", "sgld", "--hyper", "prior=fanin"], "prior: not a hyperparameter of sgld on gauss-iso-100"),
     (["run", "mnist", "--samplers", "sgld", "--hyper", "explore=0"],
-     "explore=0.0 applies to a cyclical protocol only; mnist-mlp has none (valid: the task mnist-mlp-cyclical)"),
+     "explore=0.0 applies to the cyclical protocol only, and mnist-mlp runs a constant step unless the row sets cycles"),
     (["run", "cyclical", "--samplers", "sgld", "--hyper", "explore=1"], "explore=1.0 is out of range; valid: [0, 1)"),
     (["run", "cyclical", "--samplers", "sgld", "--hyper", "cycles=7"],
      "cycles=7.0 does not divide the 500 steps of mnist-mlp-cyclical's quick profile; valid: a divisor of 500"),
