@@ -31,9 +31,9 @@ def make_params(dtype=torch.float64, seed=0):
     return [torch.nn.Parameter(torch.randn(s, generator=g, dtype=dtype)) for s in SHAPES]
 
 
-def grads_for(step: int, dtype=torch.float64):
+def grads_for(step: int, scale: float = 1.0, dtype=torch.float64):
     g = torch.Generator().manual_seed(100 + step)
-    return [torch.randn(s, generator=g, dtype=dtype) for s in SHAPES]
+    return [scale * torch.randn(s, generator=g, dtype=dtype) for s in SHAPES]
 
 
 def noise_stream(seed: int, steps: int, dtype=torch.float64):
@@ -82,7 +82,7 @@ def test_sgld_at_zero_temperature_is_sgd_exactly():
         sgd = sgmcmc.SGD(b, 0.1, num_data=N)
         torch.manual_seed(0)
         for t in range(5):
-            for p, q, g in zip(a, b, grads_for(t, dtype)):
+            for p, q, g in zip(a, b, grads_for(t, dtype=dtype)):
                 p.grad, q.grad = g.clone(), g.clone()
             sgld.step()
             sgd.step()

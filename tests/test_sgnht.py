@@ -28,19 +28,7 @@ from sgmcmc.sgnht import SGNHT
 ROOT = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------------- the formula, by hand
-SHAPES = [(3, 4), (5,), (2, 2, 2)]
-N = 40
-SEED = 1234
-
-
-def make_params(dtype=torch.float64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.nn.Parameter(torch.randn(s, generator=g, dtype=dtype)) for s in SHAPES]
-
-
-def grads_for(step: int, scale: float = 1.0, dtype=torch.float64):
-    g = torch.Generator().manual_seed(100 + step)
-    return [scale * torch.randn(s, generator=g, dtype=dtype) for s in SHAPES]
+from tests.test_samplers import N, SEED, SHAPES, grads_for, make_params  # noqa: E402,F401  (the shared fixtures)
 
 
 def noise_stream(seed: int, steps: int, dtype=torch.float64):

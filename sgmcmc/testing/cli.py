@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ``python -m sgmcmc.testing --bias SAMPLER [SAMPLER ...] --lrs 0.2,0.4 [--hyper k=v]
     [--grad-noise 0.5] [--temperature T]``: print the error table of :func:`measure_bias`.
+
+    ``python -m sgmcmc.testing SAMPLER --estimator control_variates``: the sampler reading a gradient
+    estimator on a finite-sum problem (:func:`sgmcmc.testing.estimators.check_estimator`).
     """
     import argparse
 
@@ -38,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lrs", default="0.2,0.4,0.8,1.6")
     parser.add_argument("--grad-noise", type=float, default=0.0)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--estimator", default=None, choices=("control_variates", "minibatch"),
+                        help="check the sampler reading this gradient estimator on a finite-sum problem "
+                             "(estimator_noise, estimator_stationary, estimator_tempered)")
     args = parser.parse_args(argv)
     hyper = _parse_hyper(args.hyper)
     checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks is not None else None
@@ -65,6 +71,16 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['mahalanobis_mean_err']:.3f} | {row['ess_mean_min']:.0f} |")
         return 0
     status = 0
+    if args.estimator is not None:
+        from .estimators import check_estimator
+
+        for name in args.samplers:
+            results = check_estimator(name, args.estimator, lr=args.lr, **hyper)
+            print(f"== {name} + {args.estimator}")
+            for r in results:
+                print(f"  {r}")
+            status |= any(r.status == "failed" for r in results)
+        return int(status)
     for name in args.samplers:
         results = check_sampler(name, lr=args.lr, checks=checks, raise_on_failure=False, **hyper)
         print(f"== {name}")
