@@ -154,3 +154,21 @@ def test_tuning_label():
     assert frame.tuning_label("untuned", "") == "default lr (untuned)"
     assert frame.tuning_label("custom", "--hyper") == "custom (--hyper)"
     assert frame.tuning_label("tuned", "ladder-v1: 7 trials") == "ladder-v1: 7 trials"
+
+
+def test_run_tune_tunes_what_has_no_entry_then_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(gaussian.TOY_PROFILES, "default", TINY_DEFAULT)
+    monkeypatch.setitem(gaussian.TOY_PROFILES, "quick", TINY_DEFAULT)
+    plugin = "sgmcmc.sghmc:SGHMC"
+    rc = main(["run", "toy", "--profile", "quick", "--tasks", "gauss-corr-2d", "--samplers", f"sgld,{plugin}",
+               "--seeds", "1", "--no-sweep", "--tune", "--results-dir", str(tmp_path)])
+    assert rc == 0
+    tuned = tuning.read_tuned(tmp_path / "tuned.toml")
+    assert list(tuned["gauss-corr-2d"]) == [plugin]  # sgld has a published entry: not tuned again
+    recs = {json.loads(p.read_text())["config"]["sampler"]: json.loads(p.read_text())
+            for p in (tmp_path / "records").glob("*.json")}
+    assert recs[plugin]["config"]["variant"] == "tuned" and recs[plugin]["tuning"].startswith("ladder-v1")
+    assert recs[plugin]["config"]["hyper"]["lr"] == tuned["gauss-corr-2d"][plugin]["lr"]
+    with pytest.raises(SystemExit):  # --tune and --hyper contradict each other
+        main(["run", "toy", "--tasks", "gauss-corr-2d", "--tune", "--hyper", "lr=0.1", "--results-dir", str(tmp_path)])
+    assert "--tune with --hyper" in capsys.readouterr().err
