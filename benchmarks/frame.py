@@ -3,8 +3,12 @@ tables and the figures, so a sampler's row reads and sorts the same in both)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
+
+import sgmcmc
 
 from . import lineup
 
@@ -18,6 +22,19 @@ def hyper_label(hyper: dict) -> str:
         v = hyper[k]
         parts.append(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}")  # 0.1 * 0.003: lr=0.0003
     return ", ".join(parts)
+
+
+@lru_cache(maxsize=None)
+def _class_defaults_cached(sampler: str) -> tuple:
+    try:
+        hypers = sgmcmc.get(sampler).all_hypers()
+    except Exception:  # noqa: BLE001  (a sampler that no longer loads: show what the record holds)
+        return ()
+    return tuple((k, h.default) for k, h in hypers.items() if k not in ("num_data", "lr") and h.default is not None)
+
+
+def _class_defaults(sampler: str) -> dict:
+    return dict(_class_defaults_cached(sampler))
 
 
 def tuning_label(variant: str, note: str) -> str:
@@ -37,10 +54,11 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         cfg = rec["config"]
         hyper = cfg.get("hyper", {})
         sampler_prov = (rec.get("provenance") or {}).get("sampler") or {}
-        # every hyperparameter the run used: the sampler's own defaults (provenance) under the
-        # configured ones (and the task-wide keys, which only the configuration holds)
-        used = {**{k: v for k, v in (sampler_prov.get("hypers") or {}).items() if k != "lr" or "lr" not in hyper},
-                **hyper}
+        # every hyperparameter the run used: the sampler's own defaults (provenance; a record written
+        # before provenance held them: the class's current defaults) under the configured ones (and
+        # the task-wide keys, which only the configuration holds)
+        defaults = sampler_prov.get("hypers") or _class_defaults(cfg["sampler"])
+        used = {**{k: v for k, v in defaults.items() if k != "lr" or "lr" not in hyper}, **hyper}
         peer = sampler_prov.get("peer") or {}
         variant = cfg.get("variant", "tuned")
         row = {
