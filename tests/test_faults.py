@@ -226,10 +226,9 @@ def test_a_bad_value_in_a_config_file_exits_2_naming_file_table_and_key(tmp_path
     shutil.copytree(grid.CONFIG_DIR, configs)
     toy = configs / "toy.toml"
     text = toy.read_text()
-    assert "[gauss-corr-2d]\nsweep = [0.1, 0.316, 1.0, 3.16, 10.0]\nsgd = { lr = 0.01 }\nsgld = { lr = 0.01 }" in text
-    toy.write_text(text.replace("[gauss-corr-2d]\nsweep = [0.1, 0.316, 1.0, 3.16, 10.0]\nsgd = { lr = 0.01 }\n"
-                                "sgld = { lr = 0.01 }", "[gauss-corr-2d]\nsweep = [0.1, 0.316, 1.0, 3.16, 10.0]\n"
-                                f"sgd = {{ lr = 0.01 }}\nsgld = {{ lr = {value} }}"))
+    old = '[gauss-corr-2d]\nsweep = [0.1, 0.316, 1.0, 3.16, 10.0]\nsgd = { lr = 0.01, tuning = "baseline: sgld\'s lr" }\nsgld = { lr = 0.01,'
+    assert old in text
+    toy.write_text(text.replace(old, old.replace("sgld = { lr = 0.01,", f"sgld = {{ lr = {value},")))
     monkeypatch.setattr(grid, "CONFIG_DIR", configs)
     results = tmp_path / "r"
     err = usage_error(capsys, ["run", "toy", "--profile", "quick", "--tasks", "gauss-corr-2d", "--samplers", "sgld",
