@@ -158,7 +158,13 @@ def cmd_list(args) -> int:
 
     print("samplers:")
     for name in sgmcmc.available():
-        cls = sgmcmc.get(name)
+        try:
+            cls = sgmcmc.get(name)
+        except (ImportError, ValueError, TypeError) as exc:  # an entry point whose package is missing
+            msg = str(exc)
+            why = msg[msg.index("Install it with:"):] if "Install it with:" in msg else msg.splitlines()[0][:160]
+            print(f"  {name:12s} (cannot be loaded here: {why})")
+            continue
         hyper = ", ".join(f"{k}={spec.default}" if spec.default is not None else k for k, spec in cls.all_hypers().items())
         print(f"  {name:12s} {cls.__module__}.{cls.__qualname__}({hyper})")
     print("  (or any module:Class naming a sgmcmc.Sampler subclass)")

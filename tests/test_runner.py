@@ -747,3 +747,18 @@ def test_a_sampler_not_in_the_lineup_sorts_last_with_a_colour_of_its_own():
     assert other == lineup.style("mypkg.mod:Mine") and other["color"] not in {e.color for e in lineup.entries().values()}
     assert lineup.display_rank("mypkg.mod:Mine") == len(lineup.entries()) > lineup.display_rank("sgd")
     assert not lineup.is_builtin("tests.plugin_sampler:Plugin") and lineup.is_builtin("sgld")
+
+
+def test_list_names_an_entry_point_that_cannot_load_and_goes_on(monkeypatch, capsys):
+    """A plug-in registered by entry point whose package is missing (the peers without their extra)
+    is listed with why, and the other samplers are still listed."""
+    from importlib.metadata import EntryPoint
+
+    from sgmcmc import registry
+
+    ghost = EntryPoint(name="ghost-sampler", value="no_such_package_xyz.samplers:Ghost", group=registry.ENTRY_POINT_GROUP)
+    real = registry._entry_points
+    monkeypatch.setattr(registry, "_entry_points", lambda: {**real(), "ghost-sampler": ghost})
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "ghost-sampler" in out and "cannot be loaded here" in out and "sgld" in out and "tasks:" in out
