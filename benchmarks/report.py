@@ -95,7 +95,8 @@ def summary_table(frame: pd.DataFrame,
     Rows run with ``--hyper`` overrides (variant ``custom``) are ranked beside them as
     ``sampler [custom]`` (each distinct override apart, see :func:`_custom_label`), and rows of a
     sampler with no tuned hyperparameters as ``sampler [untuned]``, so a row tuned differently
-    from the others is marked; labelled variants (cold posteriors) and sweeps are not ranked.
+    from the others is marked; labelled rows at T = 1 (``sgld [+cv]``, ``sgld [cyclical]``) rank
+    beside them; tempered (cold) rows and sweeps are not ranked.
 
     A row whose runs on a task did not all finish ``ok`` (a diverged or failed seed) ranks last
     there, below every row whose seeds all finished: its cell says ``diverged`` (no seed ok) or
@@ -105,7 +106,11 @@ def summary_table(frame: pd.DataFrame,
     ``ranked`` counts the columns a row is ranked in (of all the columns), the same columns its
     ``mean rank`` averages, and the table is sorted by it (most first), then by the mean rank.
     Tasks in the order of ``columns``, then any other by name."""
-    df = frame[frame.variant.isin(["tuned", "custom", "untuned"])].copy()
+    ranked = frame.variant.isin(["tuned", "custom", "untuned"])
+    # labelled rows at T = 1 (control variates, the cyclical protocol) rank beside them; tempered
+    # (cold) rows target another distribution and never do
+    labelled = ~frame.variant.isin(["tuned", "custom", "untuned", "sweep", "tuning"]) & (frame.temperature == 1.0)
+    df = frame[ranked | labelled].copy()
     df["sampler"] = [row_label(s, v, h, df) for s, v, h in zip(df.sampler, df.variant, df.hyper_label)]
     known = columns or {}
     tasks = [t for t in known if t in set(df.task)] + sorted(set(df.task) - set(known))

@@ -172,3 +172,27 @@ def test_run_tune_tunes_what_has_no_entry_then_runs(tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit):  # --tune and --hyper contradict each other
         main(["run", "toy", "--tasks", "gauss-corr-2d", "--tune", "--hyper", "lr=0.1", "--results-dir", str(tmp_path)])
     assert "--tune with --hyper" in capsys.readouterr().err
+
+
+def _record(sampler, variant, seed, kl, temperature=1.0, peer=None):
+    hyper = {"lr": 0.01, **({"temperature": temperature} if temperature != 1.0 else {})}
+    prov = {"sampler": {"hypers": {"lr": 0.01, "temperature": temperature}, **({"peer": peer} if peer else {})}}
+    return {"key": f"{sampler}{variant}{seed}", "status": "ok", "metrics": {"kl": kl}, "wall_time_s": 1.0, "grad_evals": 10,
+            "provenance": prov, "config": {"task": "blr", "sampler": sampler, "hyper": hyper, "seed": seed,
+                                           "profile": "default", "variant": variant}}
+
+
+def test_the_summary_ranks_labelled_rows_at_t1_and_never_tempered_ones():
+    from benchmarks import columns, report
+    from benchmarks.tasks import all_tasks
+
+    recs = [_record("sgld", "tuned", s, 1.6) for s in range(2)]
+    recs += [_record("sgld", "+cv", s, 0.03) for s in range(2)]
+    recs += [_record("sgld", "cold T=0.01", s, 0.01, temperature=0.01) for s in range(2)]
+    recs += [_record("posteriors-sgld", "tuned", s, 1.6, peer={"library": "posteriors", "version": "0.1.3"})
+             for s in range(2)]
+    summary, numeric = report.summary_table(report.records_frame(recs), columns.of_tasks(all_tasks().values()))
+    rows = set(summary.sampler)
+    assert "sgld [+cv]" in rows and "sgld" in rows and "posteriors-sgld (posteriors 0.1.3)" in rows
+    assert not any("cold" in r for r in rows)
+    assert numeric[numeric.sampler == "sgld [+cv]"]["rank"].iloc[0] == 1
