@@ -28,19 +28,7 @@ from sgmcmc.sgnht import SGNHT
 ROOT = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------------- the formula, by hand
-from tests.test_samplers import N, SEED, SHAPES, grads_for, make_params  # noqa: E402,F401  (the shared fixtures)
-
-
-def noise_stream(seed: int, steps: int, dtype=torch.float64):
-    """The per-step N(0, 1) draws of a sampler with generator=Generator().manual_seed(seed): one
-    flat buffer per bucket and step, split in parameter order."""
-    g = torch.Generator().manual_seed(seed)
-    total = sum(math.prod(s) for s in SHAPES)
-    out = []
-    for _ in range(steps):
-        flat = torch.randn(total, generator=g, dtype=dtype)
-        out.append([c.view(s) for c, s in zip(torch.split(flat, [math.prod(s) for s in SHAPES]), SHAPES)])
-    return out
+from tests.test_samplers import N, SEED, SHAPES, grads_for, make_params, noise_stream  # noqa: E402,F401  (the shared fixtures)
 
 
 def close(a, b):
