@@ -212,10 +212,12 @@ def _tuned_configs(parser, args):
     if args.tuned is None and not Path(path).is_file():
         return configs, origins
     if not Path(path).is_file():
+        if getattr(args, "tune", False):  # --tune writes it
+            return configs, origins
         parser.error(f"--tuned {args.tuned}: no such file (`python -m benchmarks tune` writes one)")
     try:
         tuned = tuning.read_tuned(path)
-        configs = grid.merge_tuned(configs, tuned)
+        configs = grid.merge_tuned(configs, tuned, path)
     except ValueError as exc:
         parser.error(str(exc))
     origins.update({task: Path(path) for task in tuned})
@@ -223,11 +225,21 @@ def _tuned_configs(parser, args):
     return configs, origins
 
 
+def _tuned_path(args) -> Path:
+    """Where ``tune`` writes its choices and ``run`` reads them: ``--out`` (tune), ``--tuned`` (run),
+    else ``<results-dir>/tuned.toml``."""
+    given = getattr(args, "out", None) or getattr(args, "tuned", None)
+    return Path(given) if given else Path(args.results_dir) / "tuned.toml"
+
+
 def _run_tuning(parser, args, task_names: list[str], samplers: list[str]) -> int:
     """The tuning protocol for ``samplers`` on ``task_names``; writes the choices; 0 if all were chosen."""
     from . import executors, tuning
 
-    out = Path(args.out) if getattr(args, "out", None) else Path(args.results_dir) / "tuned.toml"
+    from . import grid
+    from .records import WriteError, check_writable
+
+    out = _tuned_path(args)
     try:
         for name in task_names:
             from .tasks import get_task
@@ -236,7 +248,22 @@ def _run_tuning(parser, args, task_names: list[str], samplers: list[str]) -> int
                 tuning.check_tunable(get_task(name), sampler)
     except ValueError as exc:
         parser.error(str(exc))
-    existing = tuning.read_tuned(out) if out.is_file() else {}
+    if out.exists() and not out.is_file():
+        parser.error(f"--out {out}: not a file (a folder?); give the path of the tuned.toml to write")
+    try:  # an existing file is merged into: it must be a valid one, checked before any trial runs
+        existing = tuning.read_tuned(out) if out.is_file() else {}
+        grid.merge_tuned({}, existing, out)
+    except ValueError as exc:
+        parser.error(f"{exc} (fix or remove it; `tune` adds its choices to it)")
+    folder = next(q for q in (out.resolve().parent, *out.resolve().parents) if q.exists())
+    try:
+        check_writable(folder)
+    except WriteError as exc:
+        parser.error(f"--out {out}: cannot write into {folder} ({exc.strerror})")
+    cores = os.cpu_count() or 1
+    if args.jobs > MAX_JOBS_PER_CPU * cores:
+        parser.error(f"--jobs {args.jobs}: at most {MAX_JOBS_PER_CPU * cores} ({MAX_JOBS_PER_CPU} x the {cores} "
+                     f"core(s) here); each job is a process running one run")
     opts = executors.RunOptions(results_dir=str(Path(args.results_dir) / "tuning"), device=args.device,
                                 data_dir=args.data_dir, offline=args.offline, show_progress=True)
     executors.check_ready(task_names, opts)
@@ -353,7 +380,8 @@ def cmd_run(args) -> int:
                 if status:
                     print("warning: some (task, sampler) pairs found no eligible step; they run untuned",
                           file=sys.stderr)
-                configs, origins = _tuned_configs(parser, argparse.Namespace(**{**vars(args), "tuned": None}))
+                # the choices went into --tuned FILE (or <results-dir>/tuned.toml): read them back
+                configs, origins = _tuned_configs(parser, argparse.Namespace(**{**vars(args), "tuned": str(_tuned_path(args))}))
                 specs = grid.build_grid(args.suite, args.profile, samplers, args.seeds, sweep=not args.no_sweep,
                                         overrides=overrides, tasks=tasks, configs=configs, origins=origins)
             else:

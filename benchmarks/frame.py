@@ -83,26 +83,37 @@ def row_order(sampler: str, variant: str) -> tuple:
     return (variant != "tuned", lineup.display_rank(sampler), sampler, variant)
 
 
-def _custom_label(sampler: str, hyper_label: str, frame: pd.DataFrame) -> str:
-    """``sampler [custom]``, or, when the sampler was run with several ``--hyper`` overrides,
-    ``sampler [custom: k=v, ...]`` with the keys in which they differ, so that distinct
-    configurations are ranked apart rather than averaged into one row."""
-    labels = sorted(set(frame.hyper_label[(frame.sampler == sampler) & (frame.variant == "custom")]))
-    if len(labels) < 2:
-        return f"{sampler} [custom]"
+def _differing(sampler: str, variant: str, hyper_label: str, frame: pd.DataFrame) -> str:
+    """When ``frame`` (one task's records) holds the (sampler, variant) under several
+    configurations, the ``k=v, ...`` of the keys in which this one differs from the others; else ""
+    (so distinct configurations are ranked apart rather than averaged into one row)."""
+    labels = sorted(set(frame.hyper_label[(frame.sampler == sampler) & (frame.variant == variant)]))
+    if len(labels) < 2 or hyper_label not in labels:
+        return ""
     parsed = [dict(part.partition("=")[::2] for part in label.split(", ") if part) for label in labels]
     mine = parsed[labels.index(hyper_label)]
     keys = sorted({k for d in parsed for k in d if any(e.get(k) != d.get(k) for e in parsed)})
-    return f"{sampler} [custom: " + ", ".join(f"{k}={mine.get(k, '-')}" for k in keys) + "]"
+    return ", ".join(f"{k}={mine.get(k, '-')}" for k in keys)
+
+
+def _custom_label(sampler: str, hyper_label: str, frame: pd.DataFrame) -> str:
+    """``sampler [custom]``, or, when the sampler was run with several ``--hyper`` overrides on the
+    task, ``sampler [custom: k=v, ...]`` with the keys in which they differ."""
+    diff = _differing(sampler, "custom", hyper_label, frame)
+    return f"{sampler} [custom: {diff}]" if diff else f"{sampler} [custom]"
 
 
 def row_label(sampler: str, variant: str, hyper_label: str, frame: pd.DataFrame) -> str:
     """How a row is named in the summary and the figures: the sampler (its tuned row), ``sampler
-    [custom...]`` (see :func:`_custom_label`) or ``sampler [variant]``."""
+    [custom...]`` (see :func:`_custom_label`) or ``sampler [variant]``; where ``frame`` holds the
+    row under several configurations, the keys that tell them apart are added. Pass one task's
+    records: a sampler's tuned lr differs from task to task."""
     if "peer" in frame and len(frame):  # a peer library's sampler: marked with the library and its version
         peers = frame.peer[(frame.sampler == sampler) & (frame.peer != "")]
         if len(peers):
             sampler = f"{sampler} ({peers.iloc[0]})"
-    if variant == "tuned":
-        return sampler
-    return _custom_label(sampler, hyper_label, frame) if variant == "custom" else f"{sampler} [{variant}]"
+    if variant == "custom":
+        return _custom_label(sampler, hyper_label, frame)
+    diff = _differing(sampler, variant, hyper_label, frame)  # two tuned.toml choices, say
+    tags = [t for t in ("" if variant == "tuned" else variant, diff) if t]
+    return f"{sampler} [{'; '.join(tags)}]" if tags else sampler

@@ -105,18 +105,30 @@ def row_for(task_cfg: dict, sampler: str) -> tuple[dict, str, str]:
     return hyper_for(task_cfg, sampler), UNTUNED, "default lr: sgld's (untuned)"
 
 
-def merge_tuned(configs: dict[str, dict], tuned: dict[str, dict]) -> dict[str, dict]:
+def merge_tuned(configs: dict[str, dict], tuned: dict[str, dict], path: str | os.PathLike = "tuned.toml") -> dict[str, dict]:
     """``configs`` with the entries of a ``tune`` output (:mod:`benchmarks.tuning`) laid over them:
     for each (task, sampler) of ``tuned``, its entry replaces the config's (a new dict; neither input
-    is changed)."""
+    is changed). A ValueError names ``path`` and the bad table or entry: a task that does not exist,
+    a value that is not a table, a ``tuning`` note that is not a string."""
+    from .tasks import all_tasks
+
+    known = all_tasks()
     out = {task: dict(table) for task, table in configs.items()}
     for task, table in tuned.items():
         if not isinstance(table, dict):
-            raise ValueError(f"tuned hyperparameters: [{task}] is not a table")
+            raise ValueError(f"tuned hyperparameters {path}: {task} = {table!r} is not a table; valid: [task] "
+                             f"tables of sampler = {{ lr = ... }} entries")
+        if task not in known:
+            raise ValueError(f"tuned hyperparameters {path}: [{task}] is not a task; valid: {', '.join(known)}")
         merged = out.setdefault(task, {})
         for sampler, entry in table.items():
-            if isinstance(entry, dict):
-                merged[sampler] = dict(entry)
+            if not isinstance(entry, dict):
+                raise ValueError(f"tuned hyperparameters {path}: [{task}] {sampler} = {entry!r} is not a table; "
+                                 f"valid: {sampler} = {{ lr = ..., tuning = \"...\" }}")
+            if not isinstance(entry.get("tuning", ""), str):
+                raise ValueError(f"tuned hyperparameters {path}: [{task}] {sampler}.tuning = {entry['tuning']!r}; "
+                                 f"valid: a string")
+            merged[sampler] = dict(entry)
     return out
 
 

@@ -69,8 +69,7 @@ def task_table(frame: pd.DataFrame, task: str,
     for key, g in groups:
         sampler, variant, hyper_label, temperature = key
         ok = g[g.status == "ok"]
-        row = {"sampler": row_label(sampler, variant if variant != "custom" else "tuned", hyper_label, df)
-               if variant in ("tuned", "custom") else row_label(sampler, variant, hyper_label, df),
+        row = {"sampler": row_label(sampler, variant, hyper_label, df),
                "hyperparameters": hyper_label, "tuning": "; ".join(sorted(set(g.tuning))) if "tuning" in g else "",
                "T": f"{temperature:g}", "seeds ok": f"{len(ok)}/{len(g)}"}
         for m in metrics:
@@ -111,7 +110,8 @@ def summary_table(frame: pd.DataFrame,
     # (cold) rows target another distribution and never do
     labelled = ~frame.variant.isin(["tuned", "custom", "untuned", "sweep", "tuning"]) & (frame.temperature == 1.0)
     df = frame[ranked | labelled].copy()
-    df["sampler"] = [row_label(s, v, h, df) for s, v, h in zip(df.sampler, df.variant, df.hyper_label)]
+    per_task = {t: df[df.task == t] for t in set(df.task)}  # configurations are told apart within a task
+    df["sampler"] = [row_label(s, v, h, per_task[t]) for s, v, h, t in zip(df.sampler, df.variant, df.hyper_label, df.task)]
     known = columns or {}
     tasks = [t for t in known if t in set(df.task)] + sorted(set(df.task) - set(known))
     cells, numeric = {}, []

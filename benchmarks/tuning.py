@@ -238,13 +238,16 @@ def _toml_value(v: Any) -> str:
 
 
 def _toml_key(k: str) -> str:
-    return k if k.replace("-", "").replace("_", "").isalnum() else _toml_value(k)
+    """A bare key when TOML allows one (ASCII letters, digits, - and _), else a quoted one."""
+    import re
+
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(k)
 
 
 def write_tuned(path: str | Path, searches: list[Search], existing: dict[str, dict] | None = None) -> Path:
     """Write the choices (over ``existing`` entries of other (task, sampler)s) as a config file."""
     tables: dict[str, dict[str, dict]] = {t: {s: dict(e) for s, e in tab.items() if isinstance(e, dict)}
-                                          for t, tab in (existing or {}).items()}
+                                          for t, tab in (existing or {}).items() if isinstance(tab, dict)}
     for search in searches:
         choice = search.choice()
         if choice is None:
@@ -293,7 +296,11 @@ def format_searches(searches: list[Search]) -> str:
                     text = "nan" if t.score is None else f"{t.score:.4g}"
                     cells.append(f"{t.lr:g}:{text}" + ("" if t.eligible else "*"))
             best = s.best()
-            verdict = (f"-> lr {best.lr:g} ({'bracketed' if s.bracketed() else 'at the edge'}, {len(s.ran())} trials)"
-                       if best else f"-> no eligible step ({s.reason or 'none'})")
+            if s.reason == "planned":
+                verdict = f"-> the next round is planned ({len(s.ran())} trials recorded)"
+            elif best:
+                verdict = f"-> lr {best.lr:g} ({'bracketed' if s.bracketed() else 'at the edge'}, {len(s.ran())} trials)"
+            else:
+                verdict = f"-> no eligible step ({s.reason or 'none'})"
             out.append(f"  {s.sampler:14s} {' '.join(cells)}  {verdict}")
     return "\n".join(out)

@@ -104,8 +104,12 @@ class ControlVariates:
         if not flat:
             raise ValueError("ControlVariates got no parameters")
         for i, p in enumerate(flat):
-            if not isinstance(p, torch.Tensor) or not p.requires_grad:
-                raise TypeError(f"parameter {i} is not a tensor that requires grad")
+            if not isinstance(p, torch.Tensor):
+                raise TypeError(f"parameter {i} is not a tensor")
+        # frozen parameters (requires_grad False) are left alone, as torch.optim leaves them
+        flat = [p for p in flat if p.requires_grad]
+        if not flat:
+            raise ValueError("ControlVariates got no parameter that requires grad")
         if len({id(p) for p in flat}) != len(flat):
             raise ValueError("a parameter appears more than once")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
@@ -115,6 +119,7 @@ class ControlVariates:
         self.centre_grad: list[torch.Tensor] | None = None
         self.num_data: int | None = None
         self.grad_evals: float = 0.0
+        self._used: list[bool] = [True] * len(flat)
 
     # ------------------------------------------------------------------ the centre
     def set_centre(self, batches: Iterable[Any]) -> torch.Tensor:
@@ -129,6 +134,7 @@ class ControlVariates:
         sums = [torch.zeros_like(p, dtype=torch.float64 if p.dtype in (torch.float16, torch.bfloat16, torch.float32)
                                  else p.dtype) for p in self.params]
         loss_sum, n, largest = 0.0, 0, 0
+        used = [False] * len(self.params)
         with torch.enable_grad():
             for batch in batches:
                 m = int(self.size(batch))
@@ -136,14 +142,19 @@ class ControlVariates:
                     continue
                 loss = self.loss_fn(batch)
                 grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-                for s, g in zip(sums, grads):
+                for i, (s, g) in enumerate(zip(sums, grads)):
                     if g is not None:
                         s.add_(g.detach().to(s.dtype), alpha=m)
+                        used[i] = True
                 loss_sum += float(loss.detach()) * m
                 n += m
                 largest = max(largest, m)
         if n == 0:
             raise ValueError("set_centre got no data: pass an iterable of batches covering the data set")
+        if not any(used):
+            raise ValueError("the loss depends on none of the parameters given to ControlVariates")
+        #: parameters the loss reached at the centre; one it never reaches keeps ``grad = None``
+        self._used = used
         full = [(s / n).to(p.dtype) for s, p in zip(sums, self.params)]
         _check_finite("parameter", full)
         if self.batch_size is None:
@@ -194,7 +205,9 @@ class ControlVariates:
                 for p, s in zip(params, saved):
                     p.data = s
         with torch.no_grad():
-            for p, gt, gc, gf in zip(params, g_theta, g_centre, self.centre_grad):
+            for i, (p, gt, gc, gf) in enumerate(zip(params, g_theta, g_centre, self.centre_grad)):
+                if gt is None and gc is None and not self._used[i]:
+                    continue  # the loss never reaches it: no gradient, as after a plain backward()
                 est = gf.clone()
                 if gt is not None:
                     est.add_(gt)
@@ -215,6 +228,11 @@ class ControlVariates:
     def load_state_dict(self, state: dict) -> None:
         if state["centre"] is not None and len(state["centre"]) != len(self.params):
             raise ValueError(f"the state holds a centre of {len(state['centre'])} parameters, not {len(self.params)}")
+        if state["centre"] is not None:
+            for i, (c, p) in enumerate(zip(state["centre"], self.params)):
+                if c.shape != p.shape:
+                    raise ValueError(f"the state's centre for parameter {i} has shape {tuple(c.shape)}, the "
+                                     f"parameter {tuple(p.shape)}: a state of another model")
         self.centre = None if state["centre"] is None else [c.clone() for c in state["centre"]]
         self.centre_grad = None if state["centre_grad"] is None else [g.clone() for g in state["centre_grad"]]
         self.num_data, self.batch_size, self.grad_evals = state["num_data"], state["batch_size"], state["grad_evals"]

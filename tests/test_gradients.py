@@ -145,8 +145,10 @@ def test_misuse_is_refused_with_a_clear_error():
     cv.params[0] = model.weight
     with pytest.raises(ValueError, match="shape"):
         cv.backward((x[:10], y[:10]))
-    with pytest.raises(TypeError, match="requires grad"):
+    with pytest.raises(ValueError, match="no parameter that requires grad"):
         sgmcmc.ControlVariates([torch.zeros(3)], loss_fn)
+    with pytest.raises(TypeError, match="not a tensor"):
+        sgmcmc.ControlVariates([3.0], loss_fn)
 
 
 def test_functional_form_matches_the_definition():
@@ -273,3 +275,25 @@ def test_configs_hold_the_cv_rows():
     assert rows[("sghmc", "+cv")]["gradient"] == "cv" and ("sgld", "tuned") in rows
     ref = build_grid("reference", "quick", samplers=["sgld"], seeds=1, sweep=False, tasks=["mnist-logreg"])
     assert {(s.sampler, s.variant) for s in ref} == {("sgld", "tuned"), ("sgld", "+cv"), ("sgld", "cyclical")}
+
+
+def test_a_parameter_the_loss_never_reaches_keeps_no_gradient_and_frozen_ones_are_skipped():
+    """As after a plain backward(): an unused parameter keeps grad None (a sampler then leaves it
+    alone); a frozen one is not the estimator's; a loss of none of the parameters is refused."""
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"a": torch.nn.Linear(3, 1), "b": torch.nn.Linear(3, 1), "c": torch.nn.Linear(3, 1)})
+    model["c"].requires_grad_(False)
+    x, y = torch.randn(20, 3), torch.randn(20, 1)
+    loss_fn = lambda batch: ((model["a"](batch[0]) - batch[1]) ** 2).mean()  # noqa: E731
+    cv = sgmcmc.ControlVariates(model.parameters(), loss_fn)
+    assert len(cv.params) == 4  # a and b; c is frozen
+    cv.set_centre([(x[:10], y[:10]), (x[10:], y[10:])])
+    cv.backward((x[:5], y[:5]))
+    assert model["a"].weight.grad is not None and model["b"].weight.grad is None
+    other = sgmcmc.ControlVariates(model["b"].parameters(), loss_fn)
+    with pytest.raises(ValueError, match="depends on none of the parameters"):
+        other.set_centre([(x, y)])
+    state = cv.state_dict()
+    wrong_state = {**state, "centre": [torch.zeros(2, 3), torch.zeros(2)] + state["centre"][2:]}
+    with pytest.raises(ValueError, match="another model"):
+        cv.load_state_dict(wrong_state)

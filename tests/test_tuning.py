@@ -196,3 +196,62 @@ def test_the_summary_ranks_labelled_rows_at_t1_and_never_tempered_ones():
     assert "sgld [+cv]" in rows and "sgld" in rows and "posteriors-sgld (posteriors 0.1.3)" in rows
     assert not any("cold" in r for r in rows)
     assert numeric[numeric.sampler == "sgld [+cv]"]["rank"].iloc[0] == 1
+
+
+def test_tune_refuses_a_bad_existing_file_or_a_folder_before_any_trial(tmp_path, capsys):
+    bad = tmp_path / "tuned.toml"
+    bad.write_text("[gauss-corr-2d\nsgld = {lr=1}\n")
+    for out in (bad, tmp_path):
+        with pytest.raises(SystemExit) as exc:
+            main(["tune", "toy", "--tasks", "gauss-corr-2d", "--samplers", "sgnht", "--results-dir", str(tmp_path),
+                  "--out", str(out)])
+        assert exc.value.code == 2
+        assert str(out) in capsys.readouterr().err
+    assert not (tmp_path / "tuning").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("foo = 1\n", "foo = 1 is not a table"),
+    ("[nosuchtask]\nsgld = { lr = 0.1 }\n", "[nosuchtask] is not a task"),
+    ("[blr]\nsgld = 0.01\n", "sgld = 0.01 is not a table"),
+    ("[blr]\nsgld = { lr = 0.01, tuning = 5 }\n", "sgld.tuning = 5"),
+])
+def test_a_malformed_tuned_file_is_named_with_its_bad_entry(tmp_path, text, needle):
+    path = tmp_path / "tuned.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as exc:
+        grid.merge_tuned(grid.load_configs(), tuning.read_tuned(path), path)
+    assert str(path) in str(exc.value) and needle in str(exc.value)
+
+
+def test_sampler_names_that_toml_cannot_take_bare_are_quoted(tmp_path):
+    search = simulate(0.003, unstable_above=0.1)
+    search.task, search.sampler = "blr", "sgld-é"
+    assert tuning.read_tuned(tuning.write_tuned(tmp_path / "t.toml", [search]))["blr"]["sgld-é"]["lr"] == 0.003
+
+
+def test_two_configurations_of_one_sampler_on_a_task_are_ranked_apart():
+    from benchmarks import columns, report
+    from benchmarks.tasks import all_tasks
+
+    recs = [_record("x:Y", "tuned", 0, 1.0), _record("x:Y", "tuned", 1, 3.0)]
+    recs[1]["config"]["hyper"]["lr"] = 0.001
+    summary, _ = report.summary_table(report.records_frame(recs), columns.of_tasks(all_tasks().values()))
+    assert set(summary.sampler) == {"x:Y [lr=0.001]", "x:Y [lr=0.01]"}
+
+
+def test_run_tune_with_tuned_file_keeps_its_entries_and_adds_to_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(gaussian.TOY_PROFILES, "default", TINY_DEFAULT)
+    monkeypatch.setitem(gaussian.TOY_PROFILES, "quick", TINY_DEFAULT)
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[gauss-corr-2d]\n"sgmcmc.sgnht:SGNHT" = { lr = 0.003, tuning = "by hand" }\n')
+    rc = main(["run", "toy", "--profile", "quick", "--tasks", "gauss-corr-2d", "--samplers",
+               "sgmcmc.sgnht:SGNHT,sgmcmc.sghmc:SGHMC", "--seeds", "1", "--no-sweep", "--tune", "--tuned", str(mine),
+               "--results-dir", str(tmp_path)])
+    assert rc == 0
+    tuned = tuning.read_tuned(mine)["gauss-corr-2d"]
+    assert tuned["sgmcmc.sgnht:SGNHT"]["lr"] == 0.003 and "sgmcmc.sghmc:SGHMC" in tuned  # kept, and added to
+    recs = {json.loads(p.read_text())["config"]["sampler"]: json.loads(p.read_text())
+            for p in (tmp_path / "records").glob("*.json")}
+    assert recs["sgmcmc.sgnht:SGNHT"]["config"]["hyper"]["lr"] == 0.003
+    assert recs["sgmcmc.sgnht:SGNHT"]["tuning"] == "by hand" and recs["sgmcmc.sghmc:SGHMC"]["config"]["variant"] == "tuned"

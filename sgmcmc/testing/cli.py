@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lrs", default="0.2,0.4,0.8,1.6")
     parser.add_argument("--grad-noise", type=float, default=0.0)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--estimator", default=None, choices=("control_variates", "minibatch"),
+    parser.add_argument("--estimator", default=None, choices=("control_variates",),
                         help="check the sampler reading this gradient estimator on a finite-sum problem "
                              "(estimator_noise, estimator_stationary, estimator_tempered)")
     args = parser.parse_args(argv)
@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     if args.estimator is not None:
         from .estimators import check_estimator
+
+        if args.checks is not None or args.bias:
+            parser.error("--estimator runs the estimator checks (estimator_noise, estimator_stationary, "
+                         "estimator_tempered); it does not combine with --checks or --bias")
 
         for name in args.samplers:
             results = check_estimator(name, args.estimator, lr=args.lr, **hyper)
