@@ -234,16 +234,13 @@ def _tuned_path(args) -> Path:
 
 def _run_tuning(parser, args, task_names: list[str], samplers: list[str]) -> int:
     """The tuning protocol for ``samplers`` on ``task_names``; writes the choices; 0 if all were chosen."""
-    from . import executors, tuning
-
-    from . import grid
-    from .records import WriteError, check_writable
+    from . import executors, grid, tuning
+    from .records import records_dir
+    from .tasks import get_task
 
     out = _tuned_path(args)
     try:
         for name in task_names:
-            from .tasks import get_task
-
             for sampler in samplers:
                 tuning.check_tunable(get_task(name), sampler)
     except ValueError as exc:
@@ -255,15 +252,10 @@ def _run_tuning(parser, args, task_names: list[str], samplers: list[str]) -> int
         grid.merge_tuned({}, existing, out)
     except ValueError as exc:
         parser.error(f"{exc} (fix or remove it; `tune` adds its choices to it)")
-    folder = next(q for q in (out.resolve().parent, *out.resolve().parents) if q.exists())
-    try:
-        check_writable(folder)
-    except WriteError as exc:
-        parser.error(f"--out {out}: cannot write into {folder} ({exc.strerror})")
-    cores = os.cpu_count() or 1
-    if args.jobs > MAX_JOBS_PER_CPU * cores:
-        parser.error(f"--jobs {args.jobs}: at most {MAX_JOBS_PER_CPU * cores} ({MAX_JOBS_PER_CPU} x the {cores} "
-                     f"core(s) here); each job is a process running one run")
+    _check_folder(parser, out.resolve().parent, f"--out {out}", "the tuned hyperparameters")
+    _check_folder(parser, records_dir(Path(args.results_dir).resolve() / "tuning"), f"--results-dir {args.results_dir}",
+                  "the tuning records")
+    _check_jobs(parser, args.jobs)
     opts = executors.RunOptions(results_dir=str(Path(args.results_dir) / "tuning"), device=args.device,
                                 data_dir=args.data_dir, offline=args.offline, show_progress=True)
     executors.check_ready(task_names, opts)
@@ -309,8 +301,7 @@ def cmd_tune(args) -> int:
         executors.resolve_device(args.device)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        parser.error(f"--data-dir {args.data_dir}: no such directory")
+    _check_data_dir(parser, args.data_dir)
     names = _tune_tasks(parser, args)
     print(f"tuning {', '.join(samplers)} on {', '.join(names)}; trial records in {args.results_dir}/tuning/records",
           flush=True)
@@ -351,18 +342,13 @@ def cmd_run(args) -> int:
             require_dask()
         except executors.DaskError as exc:
             parser.error(str(exc))
-    if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        parser.error(f"--data-dir {args.data_dir}: no such directory (see `python -m benchmarks data` for where "
-                     f"each dataset is looked for)")
+    _check_data_dir(parser, args.data_dir)
     overrides = dict(args.hyper)
     twice = sorted(k for k, n in Counter(k for k, _ in args.hyper).items() if n > 1)
     if twice:
         parser.error(f"--hyper {', '.join(twice)} given more than once; give each key once (a second value "
                      f"would silently win)")
-    cores = os.cpu_count() or 1
-    if args.jobs > MAX_JOBS_PER_CPU * cores:
-        parser.error(f"--jobs {args.jobs}: at most {MAX_JOBS_PER_CPU * cores} ({MAX_JOBS_PER_CPU} x the {cores} "
-                     f"core(s) here); each job is a process running one run")
+    cores = _check_jobs(parser, args.jobs)
     _check_writable_folders(parser, args)
     if args.tune and overrides:
         parser.error("--tune with --hyper: the tuning protocol chooses lr itself; give one or the other")
@@ -433,21 +419,44 @@ def _check_writable_folders(parser: argparse.ArgumentParser, args) -> None:
     """Before any run: every folder the run writes (``records/``, and the results folder, where the
     leaderboard and the figures go, unless ``--no-report``) must take a new file, or its nearest
     existing parent must (the folders are created when the first record is written)."""
-    from .records import WriteError, check_writable, records_dir
+    from .records import records_dir
 
     results = Path(args.results_dir).resolve()
     folders = [records_dir(results)] + ([] if args.no_report else [results])
     for folder in folders:
-        existing = next(q for q in (folder, *folder.parents) if q.exists())  # created only when a run ends
-        if not existing.is_dir():
-            what = "the records folder" if folder.name == "records" else "the leaderboard"
-            parser.error(f"--results-dir {args.results_dir}: cannot hold {what} ({existing} is not a directory)")
-        try:
-            check_writable(existing)
-        except WriteError as exc:
-            what = "write into" if existing == folder else f"create {folder} under"
-            parser.error(f"--results-dir {args.results_dir}: cannot {what} {existing} ({exc.strerror}); "
-                         f"choose a folder you can write, e.g. --results-dir ./my-results")
+        what = "the records folder" if folder.name == "records" else "the leaderboard"
+        _check_folder(parser, folder, f"--results-dir {args.results_dir}", what,
+                      hint="choose a folder you can write, e.g. --results-dir ./my-results")
+
+
+def _check_folder(parser, folder: Path, option: str, what: str, hint: str = "choose a folder you can write") -> None:
+    """``folder`` (created when the first file is written) or its nearest existing parent must be a
+    directory that takes a new file; else a usage error naming ``option``."""
+    from .records import WriteError, check_writable
+
+    existing = next(q for q in (folder, *folder.parents) if q.exists())
+    if not existing.is_dir():
+        parser.error(f"{option}: cannot hold {what} ({existing} is not a directory)")
+    try:
+        check_writable(existing)
+    except WriteError as exc:
+        verb = "write into" if existing == folder else f"create {folder} under"
+        parser.error(f"{option}: cannot {verb} {existing} ({exc.strerror}); {hint}")
+
+
+def _check_jobs(parser, jobs: int) -> int:
+    """``--jobs`` at most MAX_JOBS_PER_CPU per core; returns the core count."""
+    cores = os.cpu_count() or 1
+    if jobs > MAX_JOBS_PER_CPU * cores:
+        parser.error(f"--jobs {jobs}: at most {MAX_JOBS_PER_CPU * cores} ({MAX_JOBS_PER_CPU} x the {cores} "
+                     f"core(s) here); each job is a process running one run")
+    return cores
+
+
+def _check_data_dir(parser, data_dir: str | None) -> None:
+    if data_dir is not None and not Path(data_dir).is_dir():
+        parser.error(f"--data-dir {data_dir}: no such directory (see `python -m benchmarks data` for where "
+                     f"each dataset is looked for)")
 
 
 def _report(results_dir: str, profile: str | None, plots: bool = True) -> Path | None:

@@ -4,6 +4,7 @@ tables and the figures, so a sampler's row reads and sorts the same in both)."""
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,16 +26,14 @@ def hyper_label(hyper: dict) -> str:
 
 
 @lru_cache(maxsize=None)
-def _class_defaults_cached(sampler: str) -> tuple:
+def _class_defaults(sampler: str) -> tuple[tuple[str, Any], ...]:
+    """The (name, default) pairs of the sampler class's own hyperparameters (cached: one lookup a
+    sampler, not one a record); empty when it does not load here."""
     try:
         hypers = sgmcmc.get(sampler).all_hypers()
     except Exception:  # noqa: BLE001  (a sampler that no longer loads: show what the record holds)
         return ()
     return tuple((k, h.default) for k, h in hypers.items() if k not in ("num_data", "lr") and h.default is not None)
-
-
-def _class_defaults(sampler: str) -> dict:
-    return dict(_class_defaults_cached(sampler))
 
 
 def tuning_label(variant: str, note: str) -> str:
@@ -57,7 +56,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         # every hyperparameter the run used: the sampler's own defaults (provenance; a record written
         # before provenance held them: the class's current defaults) under the configured ones (and
         # the task-wide keys, which only the configuration holds)
-        defaults = sampler_prov.get("hypers") or _class_defaults(cfg["sampler"])
+        defaults = sampler_prov.get("hypers") or dict(_class_defaults(cfg["sampler"]))
         used = {**{k: v for k, v in defaults.items() if k != "lr" or "lr" not in hyper}, **hyper}
         peer = sampler_prov.get("peer") or {}
         variant = cfg.get("variant", "tuned")

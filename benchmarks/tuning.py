@@ -180,18 +180,27 @@ def tune(tasks: Iterable[str], samplers: Iterable[str], results_dir: str | Path,
         for sampler in samplers:
             check_tunable(task, sampler)
             searches.append(Search(name, sampler, fixed_for(sampler), float(task.tune_lr_max)))
-    by_key: dict[str, tuple[Search, float]] = {}
+    pending: dict[str, tuple[RunSpec, Search, float]] = {}  # the last round's trials, by key
     rnd = 0
     while True:
+        # one read of the trial records a round: the last round's trials, then the recorded rungs
         known = {r["key"]: r for r in load_records(trial_dir)} if trial_dir.exists() else {}
-        specs = []
+        for key, (_spec, search, lr) in pending.items():
+            rec = known.get(key)
+            if rec is None or rec.get("status") not in DONE_STATUSES:
+                search.trials.pop(lr, None)
+                search.done = True
+                search.reason = f"trial lr={lr:g} failed: {rec.get('error', 'no record') if rec else 'no record'}"
+            else:
+                search.trials[lr] = score_of(get_task(search.task), rec)
+        pending = {}
         for search in searches:
             task = get_task(search.task)
             while not search.done:  # fold in the trials already recorded, then ask for new ones
                 rungs = search.next_rungs()
                 if not rungs:
                     break
-                fresh = []
+                fresh = False
                 for lr in rungs:
                     spec = trial_spec(task, search.sampler, lr, search.fixed)
                     rec = known.get(spec.key)
@@ -199,33 +208,22 @@ def tune(tasks: Iterable[str], samplers: Iterable[str], results_dir: str | Path,
                         search.trials[lr] = score_of(task, rec)
                     else:
                         search.trials[lr] = Trial(lr, "pending")
-                        fresh.append(spec)
-                        by_key[spec.key] = (search, lr)
+                        pending[spec.key] = (spec, search, lr)
+                        fresh = True
                 if fresh:
-                    specs += fresh
                     break
+        specs = [spec for spec, _search, _lr in pending.values()]
         if not specs:
             return searches
         rnd += 1
         if plan_only:
             log(f"round {rnd} would run {len(specs)} trial(s): " + ", ".join(f"{s.task}/{s.sampler} lr={s.hyper_dict['lr']:g}" for s in specs))
-            for spec in specs:  # the plan stops at what the next round needs
-                search, lr = by_key[spec.key]
+            for _spec, search, lr in pending.values():  # the plan stops at what the next round needs
                 search.trials.pop(lr, None)
                 search.done, search.reason = True, "planned"
             return searches
         log(f"tuning round {rnd}: {len(specs)} trial(s)")
         execute(specs)
-        records = {r["key"]: r for r in load_records(trial_dir)}
-        for spec in specs:
-            search, lr = by_key[spec.key]
-            rec = records.get(spec.key)
-            if rec is None or rec.get("status") not in DONE_STATUSES:
-                search.trials.pop(lr, None)
-                search.done = True
-                search.reason = f"trial lr={lr:g} failed: {rec.get('error', 'no record') if rec else 'no record'}"
-            else:
-                search.trials[lr] = score_of(get_task(search.task), rec)
 
 
 # --------------------------------------------------------------------------- output

