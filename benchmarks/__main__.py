@@ -245,7 +245,8 @@ def _run_tuning(parser, args, task_names: list[str], samplers: list[str]) -> int
                 tuning.check_tunable(get_task(name), sampler)
     except ValueError as exc:
         parser.error(str(exc))
-    if out.exists() and not out.is_file():
+    results = Path(args.results_dir).resolve()
+    if (out.exists() and not out.is_file()) or out.resolve() in (results, results / "tuning"):
         parser.error(f"--out {out}: not a file (a folder?); give the path of the tuned.toml to write")
     try:  # an existing file is merged into: it must be a valid one, checked before any trial runs
         existing = tuning.read_tuned(out) if out.is_file() else {}

@@ -201,9 +201,10 @@ def test_the_summary_ranks_labelled_rows_at_t1_and_never_tempered_ones():
 def test_tune_refuses_a_bad_existing_file_or_a_folder_before_any_trial(tmp_path, capsys):
     bad = tmp_path / "tuned.toml"
     bad.write_text("[gauss-corr-2d\nsgld = {lr=1}\n")
-    for out in (bad, tmp_path):
+    for out in (bad, tmp_path, tmp_path / "new" / "tuning"):  # a file, a folder, the trial folder to be
+        results = tmp_path / "new" if out.name == "tuning" else tmp_path
         with pytest.raises(SystemExit) as exc:
-            main(["tune", "toy", "--tasks", "gauss-corr-2d", "--samplers", "sgnht", "--results-dir", str(tmp_path),
+            main(["tune", "toy", "--tasks", "gauss-corr-2d", "--samplers", "sgnht", "--results-dir", str(results),
                   "--out", str(out)])
         assert exc.value.code == 2
         assert str(out) in capsys.readouterr().err
